@@ -1,0 +1,4 @@
+"""A/A control for sum_dim: the case's own Model as ModelNew."""
+from harness.solutions import reference_model
+
+ModelNew = reference_model(__file__)

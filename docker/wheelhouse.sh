@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Fill a wheelhouse with the harness wheel and every runtime dependency an image
+# for BACKEND needs, so that `docker build` installs with
+#   pip install --no-index --find-links /wheelhouse ...
+# and never touches a package index.
+#
+# Why: on air-gapped GPU/NPU sites (and in this project's CI) pip inside
+# `docker build` cannot reach an index or verify TLS. The wheelhouse is filled
+# on a host that can (or from a mirror / copied in on a disk), and doubles as
+# the build context of the image: docker/<backend>/Dockerfile COPYs it.
+#
+# Usage: docker/wheelhouse.sh [cpu|cuda|ascend]        (default cpu)
+# Env (versions are pinned; the Dockerfiles pin the same through build ARGs):
+#   WHEELHOUSE_DIR        output dir (default .cache/wheelhouse/<backend>)
+#   PROJECT_DIR           harness source tree (default: this repo)
+#   PYTHON                host Python used to run pip (default python3)
+#   PIP                   pip command (default "$PYTHON -m pip")
+#   TORCH_VERSION         cpu: 2.13.0 (local CPU wheel)   ascend: 2.7.1 (CPU build)
+#   TRITON_VERSION        cpu: 3.9.0 (TRITON_INTERPRET=1 interpreter mode)
+#   TORCH_NPU_VERSION     ascend: 2.7.1.post2
+#   TRITON_ASCEND_VERSION ascend: 3.2.0
+#   TORCH_INDEX_URL       extra index for CPU torch builds (ascend on x86_64
+#                         defaults to https://download.pytorch.org/whl/cpu;
+#                         PyPI's x86_64 torch is a multi-GB CUDA build)
+#   WHEELHOUSE_PLATFORM   cross-target, e.g. manylinux_2_28_aarch64 for an
+#                         aarch64 image built on an x86_64 host (binary wheels only)
+#   WHEELHOUSE_PYTHON     target Python version for cross-target (default 3.11)
+set -euo pipefail
+
+BACKEND="${1:-cpu}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PROJECT_DIR="${PROJECT_DIR:-$(cd "$HERE/.." && pwd)}"
+WH="${WHEELHOUSE_DIR:-$PROJECT_DIR/.cache/wheelhouse/$BACKEND}"
+PYTHON="${PYTHON:-python3}"
+read -r -a PIP <<<"${PIP:-$PYTHON -m pip}"
+PLATFORM="${WHEELHOUSE_PLATFORM:-}"
+PYVER="${WHEELHOUSE_PYTHON:-3.11}"
+# The images run Python $PYVER; a host with another Python downloads for it (binary wheels only).
+HOST_PYVER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "")"
+if [ -z "$PLATFORM" ] && [ "$HOST_PYVER" != "$PYVER" ]; then
+  PLATFORM="manylinux_2_28_$(uname -m)"
+fi
+
+say() { printf '[wheelhouse] %s\n' "$*" >&2; }
+
+case "$BACKEND" in
+  cpu)
+    TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+    TRITON_VERSION="${TRITON_VERSION:-3.9.0}"
+    # torch is pinned: a bare `torch` would resolve to a CUDA build of several GB.
+    TORCH_REQS=("torch==$TORCH_VERSION")
+    EXTRA_REQS=("triton==$TRITON_VERSION")
+    HARNESS_EXTRAS="[torch,triton]"
+    ;;
+  cuda)
+    # torch, triton and CUDA come with the base image (pytorch/pytorch ...-devel);
+    # only the harness and its pure-Python/numeric deps are added.
+    # [torch,triton] is satisfied by the base image at install time; resolving it here
+    # would fetch a multi-GB CUDA torch. ninja: for torch C++/CUDA extensions.
+    TORCH_REQS=()
+    EXTRA_REQS=(ninja)
+    HARNESS_EXTRAS=""
+    ;;
+  ascend)
+    TORCH_VERSION="${TORCH_VERSION:-2.7.1}"
+    TORCH_NPU_VERSION="${TORCH_NPU_VERSION:-2.7.1.post2}"
+    TRITON_ASCEND_VERSION="${TRITON_ASCEND_VERSION:-3.2.0}"
+    target_arch="${PLATFORM:-$(uname -m)}"
+    if [[ "$target_arch" == *x86_64* && -z "${TORCH_INDEX_URL:-}" ]]; then
+      TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"
+    fi
+    TORCH_REQS=("torch==$TORCH_VERSION")
+    EXTRA_REQS=("torch-npu==$TORCH_NPU_VERSION" "triton-ascend==$TRITON_ASCEND_VERSION" pyyaml)
+    # No [triton] extra: triton-ascend provides the `triton` module under another
+    # distribution name; upstream triton would overwrite it.
+    HARNESS_EXTRAS="[torch]"
+    ;;
+  *) say "unknown backend '$BACKEND' (cpu|cuda|ascend)"; exit 2 ;;
+esac
+
+mkdir -p "$WH"
+WH="$(cd "$WH" && pwd)"
+start=$(date +%s)
+
+# 1. The harness wheel, rebuilt every time (same version, new code).
+if [ ! -f "$PROJECT_DIR/pyproject.toml" ]; then
+  say "no pyproject.toml in $PROJECT_DIR: cannot build the harness wheel"; exit 1
+fi
+rm -f "$WH"/kernel_harness-*.whl
+"${PIP[@]}" wheel --quiet --no-deps "$PROJECT_DIR" -w "$WH"
+HARNESS_WHEEL="$(ls "$WH"/kernel_harness-*.whl)"
+say "harness wheel: $(basename "$HARNESS_WHEEL")"
+
+# 2. torch first, without deps, so the pinned (CPU) build is what lands here.
+INDEX_ARGS=()
+[ -n "${TORCH_INDEX_URL:-}" ] && INDEX_ARGS=(--extra-index-url "$TORCH_INDEX_URL")
+CROSS_ARGS=()
+if [ -n "$PLATFORM" ]; then
+  CROSS_ARGS=(--only-binary=:all: --platform "$PLATFORM" --python-version "$PYVER" --implementation cp)
+fi
+if [ ${#TORCH_REQS[@]} -gt 0 ]; then
+  "${PIP[@]}" download --quiet --no-deps "${INDEX_ARGS[@]}" "${CROSS_ARGS[@]}" -d "$WH" "${TORCH_REQS[@]}"
+fi
+
+# 3. Everything else, resolved together against what is already in the wheelhouse.
+REQS=("${HARNESS_WHEEL}${HARNESS_EXTRAS}" "${TORCH_REQS[@]}" "${EXTRA_REQS[@]}" setuptools wheel)
+if [ -n "$PLATFORM" ]; then
+  "${PIP[@]}" download --quiet "${INDEX_ARGS[@]}" "${CROSS_ARGS[@]}" --find-links "$WH" -d "$WH" "${REQS[@]}"
+else
+  # `pip wheel` also turns any sdist-only dependency into a wheel, so the image
+  # never compiles a dependency (it may have no compiler for it).
+  "${PIP[@]}" wheel --quiet "${INDEX_ARGS[@]}" --find-links "$WH" -w "$WH" "${REQS[@]}"
+fi
+
+# The list the image installs (versions are also pinned by the Dockerfile ARGs).
+{
+  echo "# generated by docker/wheelhouse.sh $BACKEND"
+  echo "kernel-harness${HARNESS_EXTRAS}"
+  for r in "${TORCH_REQS[@]}" "${EXTRA_REQS[@]}"; do echo "$r"; done
+} >"$WH/requirements.txt"
+
+n=$(ls "$WH"/*.whl | wc -l)
+say "$WH: $n wheels, $(du -sh "$WH" | cut -f1), $(( $(date +%s) - start ))s"

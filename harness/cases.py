@@ -1,0 +1,278 @@
+"""The case and solution file contracts, discovery of a suite, and safe loading from a path.
+
+A case is a KernelBench problem file: ``Model(nn.Module)``, ``get_inputs()``, ``get_init_inputs()``,
+optionally ``ATOL``/``RTOL``, ``SIZES`` (per-backend overrides of module-level size names),
+``BACKENDS`` (the backends it can run on) and ``get_flops()``. Cases live in ``<suite>/t<N>/<name>.py``;
+a solution for it lives in ``<solutions>/t<N>/<name>.py`` (or flat ``<solutions>/<name>.py``) and defines
+``ModelNew`` with the same constructor arguments.
+
+Discovery reads files as text (AST) and never imports torch, so ``harness list`` is cheap.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import re
+import sys
+import types
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BadInput, CaseLoadError
+
+TIER_PATTERN = re.compile(r"^t(\d+)$")
+BACKEND_NAMES = ("cpu", "gpu", "npu")
+DEFAULT_TOLERANCE = 1e-2
+# Imports that tie a case to one backend; a case that imports one is skipped elsewhere.
+BACKEND_ONLY_IMPORTS = {"torch_npu": "npu", "triton_ascend": "npu"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One reference case found on disk (not imported yet)."""
+
+    name: str
+    tier: str
+    path: Path
+    backends: tuple[str, ...] = BACKEND_NAMES
+    summary: str = ""
+
+    @property
+    def tier_number(self) -> int:
+        return int(self.tier[1:])
+
+    def skip_reason(self, backend: str) -> str | None:
+        """Why this case cannot run on ``backend``, or None when it can."""
+        if backend in self.backends:
+            return None
+        return f"case runs only on backend(s) {', '.join(self.backends)}, not {backend}"
+
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _static_facts(path: Path) -> tuple[tuple[str, ...], str]:
+    """Backends a case supports and the first line of its docstring, read without importing it."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as exc:
+        raise CaseLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; fix the case file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseLoadError(f"{path}: cannot read case file: {exc}") from exc
+    backends: set[str] = set(BACKEND_NAMES)
+    for node in tree.body:
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module.split(".")[0]]
+        for name in names:
+            if name in BACKEND_ONLY_IMPORTS:
+                backends &= {BACKEND_ONLY_IMPORTS[name]}
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "BACKENDS" for t in node.targets)
+        ):
+            try:
+                declared = ast.literal_eval(node.value)
+            except ValueError as exc:
+                raise CaseLoadError(f"{path}: BACKENDS must be a literal tuple of backend names") from exc
+            unknown = set(declared) - set(BACKEND_NAMES)
+            if unknown:
+                raise CaseLoadError(f"{path}: BACKENDS names unknown backend(s) {sorted(unknown)}")
+            backends &= set(declared)
+    doc = ast.get_docstring(tree) or ""
+    summary = doc.strip().splitlines()[0] if doc.strip() else ""
+    return tuple(b for b in BACKEND_NAMES if b in backends), summary
+
+
+def discover(
+    suite: Path,
+    tiers: Sequence[str] = (),
+    names: Sequence[str] = (),
+    keyword: str | None = None,
+) -> list[Case]:
+    """Cases of ``suite`` matching every filter given, ordered by tier then name.
+
+    Raises BadInput for a missing suite, unknown tier names, names that match nothing and duplicate
+    case names across tiers (a solution is found by name, so names must be unique).
+    """
+    if not suite.is_dir():
+        raise BadInput(f"suite directory {suite} does not exist; pass --suite DIR (default: benchmark)")
+    for tier in tiers:
+        if not TIER_PATTERN.match(tier):
+            raise BadInput(f"--tier {tier!r} is not a tier name; use t1, t2, ...")
+    found: dict[str, Case] = {}
+    tier_dirs = sorted(
+        (d for d in suite.iterdir() if d.is_dir() and TIER_PATTERN.match(d.name)),
+        key=lambda d: int(d.name[1:]),
+    )
+    for tier_dir in tier_dirs:
+        if tiers and tier_dir.name not in tiers:
+            continue
+        for path in sorted(tier_dir.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            name = path.stem
+            if name in found:
+                raise BadInput(
+                    f"duplicate case name {name!r}: {found[name].path} and {path}; rename one of them"
+                )
+            backends, summary = _static_facts(path)
+            found[name] = Case(name=name, tier=tier_dir.name, path=path, backends=backends, summary=summary)
+    cases = list(found.values())
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise BadInput(f"--case {', '.join(missing)}: no such case in {suite} (see `harness list`)")
+        cases = [c for c in cases if c.name in names]
+    if keyword:
+        kw = keyword.lower()
+        cases = [c for c in cases if kw in c.name.lower() or kw in c.summary.lower()]
+    return cases
+
+
+def case_from_file(path: Path) -> Case:
+    """A Case for a single file given on the command line (tier from its folder, else t1)."""
+    if not path.is_file():
+        raise BadInput(f"case file {path} does not exist")
+    tier = path.parent.name if TIER_PATTERN.match(path.parent.name) else "t1"
+    backends, summary = _static_facts(path)
+    return Case(name=path.stem, tier=tier, path=path, backends=backends, summary=summary)
+
+
+def solution_paths(solutions: Path, case: Case) -> list[Path]:
+    """Candidate files for ``case`` in a solution set, in attempt order.
+
+    ``<solutions>/t<N>/<name>.py`` (or flat ``<solutions>/<name>.py``) is one candidate; a folder
+    ``<solutions>/t<N>/<name>/`` holds several attempts (``*.py``, sorted) for pass@N.
+    """
+    for base in (solutions / case.tier, solutions):
+        file = base / f"{case.name}.py"
+        if file.is_file():
+            return [file]
+        folder = base / case.name
+        if folder.is_dir():
+            attempts = sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+            if attempts:
+                return attempts
+    return []
+
+
+# --- loading (imports torch through the loaded files) ---------------------------------------------
+
+
+def import_file(path: Path, module_name: str) -> types.ModuleType:
+    """Import a Python file by path under a private module name; errors become CaseLoadError."""
+    if not path.is_file():
+        raise CaseLoadError(f"{path}: file does not exist")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise CaseLoadError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        raise CaseLoadError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except BaseException as exc:  # noqa: BLE001 - any failure while importing user code is a load error
+        sys.modules.pop(module_name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise CaseLoadError(f"{path}: import failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+    return module
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+@dataclass
+class LoadedCase:
+    """A case module imported and configured for one backend."""
+
+    case: Case
+    module: types.ModuleType
+    backend: str
+
+    @property
+    def model_class(self) -> type:
+        return self.module.Model  # type: ignore[no-any-return]
+
+    @property
+    def atol(self) -> float:
+        return float(getattr(self.module, "ATOL", DEFAULT_TOLERANCE))
+
+    @property
+    def rtol(self) -> float:
+        return float(getattr(self.module, "RTOL", DEFAULT_TOLERANCE))
+
+    def init_inputs(self) -> list[Any]:
+        return _call_list(self.case.path, self.module, "get_init_inputs")
+
+    def inputs(self) -> list[Any]:
+        return _call_list(self.case.path, self.module, "get_inputs")
+
+    def flops(self) -> int | None:
+        fn = getattr(self.module, "get_flops", None)
+        return int(fn()) if callable(fn) else None
+
+
+def _call_list(path: Path, module: types.ModuleType, name: str) -> list[Any]:
+    try:
+        value = getattr(module, name)()
+    except Exception as exc:
+        raise CaseLoadError(f"{path}: {name}() raised {type(exc).__name__}: {_first_line(exc)}") from exc
+    if not isinstance(value, (list, tuple)):
+        raise CaseLoadError(f"{path}: {name}() must return a list, got {type(value).__name__}")
+    return list(value)
+
+
+def load_case(case: Case, backend: str, module_name: str | None = None) -> LoadedCase:
+    """Import a case, check the contract and apply its ``SIZES[backend]`` overrides."""
+    module = import_file(case.path, module_name or f"_harness_case_{case.tier}_{case.name}")
+    for attr in ("Model", "get_inputs", "get_init_inputs"):
+        if not hasattr(module, attr):
+            raise CaseLoadError(f"{case.path}: missing {attr}; a case defines Model, get_inputs, get_init_inputs")
+    apply_sizes(case.path, module, backend)
+    return LoadedCase(case=case, module=module, backend=backend)
+
+
+def apply_sizes(path: Path, module: types.ModuleType, backend: str) -> None:
+    """Overwrite module-level size names with ``SIZES[backend]`` (KernelBench callers see the defaults)."""
+    sizes = getattr(module, "SIZES", None)
+    if sizes is None:
+        return
+    if not isinstance(sizes, dict):
+        raise CaseLoadError(f"{path}: SIZES must be a dict of backend -> {{name: value}}")
+    overrides = sizes.get(backend) or {}
+    unknown = [k for k in overrides if not hasattr(module, k)]
+    if unknown:
+        raise CaseLoadError(f"{path}: SIZES[{backend!r}] overrides undefined name(s) {unknown}")
+    for key, value in overrides.items():
+        setattr(module, key, value)
+
+
+def load_solution_class(path: Path, module_name: str = "_harness_candidate") -> type:
+    """Import a candidate file and return its ``ModelNew`` class."""
+    module = import_file(path, module_name)
+    cls = getattr(module, "ModelNew", None)
+    if cls is None:
+        raise CaseLoadError(f"{path}: missing ModelNew; a solution defines class ModelNew(nn.Module)")
+    if not isinstance(cls, type):
+        raise CaseLoadError(f"{path}: ModelNew must be a class, got {type(cls).__name__}")
+    return cls
+
+
+def iter_names(cases: Iterable[Case]) -> list[str]:
+    return [c.name for c in cases]

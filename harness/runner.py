@@ -1,0 +1,290 @@
+"""Running a suite: tasks per backend and device, one device thread each, journal, resume, Ctrl-C.
+
+The runner decides what runs where (the executor); `harness.evaluate` decides how one case is
+evaluated. One reference worker per device is reused; each candidate gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.backends import get_backend
+from harness.cases import Case, solution_paths
+from harness.errors import EnvironmentUnavailable
+from harness.evaluate import EvalConfig, Task, evaluate
+from harness.results import CaseResult
+from harness.scoring import apply_score
+from harness.supervisor import InProcessWorker, ProcessWorker, WorkerCrashed, WorkerFailure, WorkerTimeout
+
+
+class Observer(Protocol):
+    """What a front end (progress bar, logger) hears while a run goes on."""
+
+    def planned(self, total: int) -> None: ...
+    def case_started(self, task: Task) -> None: ...
+    def case_finished(self, result: CaseResult) -> None: ...
+
+
+class _Silent:
+    def planned(self, total: int) -> None: ...
+    def case_started(self, task: Task) -> None: ...
+    def case_finished(self, result: CaseResult) -> None: ...
+
+
+@dataclass
+class BackendRun:
+    backend: str
+    status: str  # ran | unavailable
+    reason: str | None = None
+    devices: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "status": self.status,
+            "reason": self.reason,
+            "devices": self.devices,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class RunOutcome:
+    results: list[CaseResult]
+    backends: list[BackendRun]
+    interrupted: bool = False
+
+
+def skipped(case: Case, backend: str, reason: str) -> CaseResult:
+    result = CaseResult(
+        name=case.name,
+        tier=case.tier,
+        backend=backend,
+        status="skipped",
+        phase=None,
+        reason=reason,
+        case_path=str(case.path),
+    )
+    return apply_score(result)
+
+
+def best_attempt(attempts: Sequence[CaseResult]) -> CaseResult:
+    """pass@N: the fastest passing attempt, else the first; all attempts are listed in it."""
+    passing = [r for r in attempts if r.status == "pass"]
+    chosen = max(passing, key=lambda r: r.speedup or 0.0) if passing else attempts[0]
+    if len(attempts) > 1:
+        chosen.attempts = [
+            {"attempt": r.attempt, "status": r.status, "speedup": r.speedup, "solution": r.solution_path, "reason": r.reason}
+            for r in attempts
+        ]
+    return chosen
+
+
+class Runner:
+    """Evaluates cases on one or more backends; reports each finished case to ``on_result``."""
+
+    def __init__(
+        self,
+        config: EvalConfig,
+        solutions: Path,
+        pass_n: int = 1,
+        observer: Observer | None = None,
+        on_result: Callable[[CaseResult], None] | None = None,
+        devices: Sequence[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.solutions = solutions
+        self.pass_n = max(1, pass_n)
+        self.observer = observer or _Silent()
+        self.on_result = on_result or (lambda r: None)
+        self.requested_devices = list(devices) if devices else None
+        self.run_seed = config.seed if config.seed is not None else secrets.randbelow(2**31 - 1)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._active: set[Any] = set()
+
+    def attempts_for(self, case: Case, backend: str) -> list[Task]:
+        paths = solution_paths(self.solutions, case)
+        if len(paths) == 1:
+            paths = paths * self.pass_n
+        return [Task(case, path, backend, attempt=i) for i, path in enumerate(paths[: self.pass_n])]
+
+    def run(
+        self, backends: Sequence[str], cases: Sequence[Case], done: Sequence[CaseResult] = (), strict_backend: bool = True
+    ) -> RunOutcome:
+        """Evaluate ``cases`` on each backend, skipping what ``done`` already holds (resume)."""
+        finished = {r.key for r in done}
+        results: list[CaseResult] = list(done)
+        runs: list[BackendRun] = []
+        plan: list[tuple[str, list[str], list[Case]]] = []
+        for name in backends:
+            backend = get_backend(name)
+            try:
+                devices, warnings = backend.select_devices(self.requested_devices)
+            except EnvironmentUnavailable as exc:
+                if strict_backend:
+                    raise
+                runs.append(BackendRun(name, "unavailable", reason=str(exc)))
+                continue
+            runs.append(BackendRun(name, "ran", devices=devices, warnings=warnings))
+            todo = [c for c in cases if f"{name}/{c.tier}/{c.name}" not in finished]
+            plan.append((name, devices, todo))
+        self.observer.planned(sum(len(todo) for _, _, todo in plan))
+        interrupted = False
+        for (name, devices, todo), backend_run in zip(plan, [r for r in runs if r.status == "ran"], strict=True):
+            new, env = self._run_backend(name, devices, todo)
+            backend_run.environment = env
+            results.extend(new)
+            if self._stop.is_set():
+                interrupted = True
+                break
+        return RunOutcome(results=results, backends=runs, interrupted=interrupted)
+
+    def stop(self) -> None:
+        """Stop handing out cases and kill the workers in flight (Ctrl-C)."""
+        self._stop.set()
+        with self._lock:
+            active = list(self._active)
+        for worker in active:
+            with contextlib.suppress(Exception):
+                worker.kill()
+
+    def _emit(self, result: CaseResult) -> None:
+        with self._lock:
+            self.on_result(result)
+        self.observer.case_finished(result)
+
+    def _run_backend(self, backend: str, devices: list[str], cases: list[Case]) -> tuple[list[CaseResult], dict[str, Any]]:
+        pending: queue.Queue[Case] = queue.Queue()
+        for case in cases:
+            pending.put(case)
+        results: list[CaseResult] = []
+        environment: dict[str, Any] = {}
+        threads = [
+            threading.Thread(
+                target=self._device_loop, args=(backend, device, pending, results, environment), daemon=True
+            )
+            for device in devices
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.2)
+        except KeyboardInterrupt:
+            self.stop()
+            for thread in threads:
+                thread.join(timeout=30)
+        order = {c.name: i for i, c in enumerate(cases)}
+        results.sort(key=lambda r: order.get(r.name, 0))
+        return results, environment
+
+    def _new_worker(self, role: str, backend: str, device: str, scratch: Path | None = None) -> Any:
+        cls = ProcessWorker if self.config.isolation == "process" else InProcessWorker
+        worker = cls(role, backend, device, scratch)
+        with self._lock:
+            self._active.add(worker)
+        return worker
+
+    def _device_loop(
+        self,
+        backend: str,
+        device: str,
+        pending: queue.Queue[Case],
+        results: list[CaseResult],
+        environment: dict[str, Any],
+    ) -> None:
+        flush = self.config.timing.flush_cache
+        if flush is None:
+            flush = get_backend(backend).flush_cache_by_default
+        reference: Any = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    case = pending.get_nowait()
+                except queue.Empty:
+                    return
+                reason = case.skip_reason(backend)
+                if reason:
+                    result = skipped(case, backend, reason)
+                    results.append(result)
+                    self._emit(result)
+                    continue
+                tasks = self.attempts_for(case, backend)
+                if not tasks:
+                    result = skipped(case, backend, f"no candidate for {case.name} in {self.solutions}")
+                    results.append(result)
+                    self._emit(result)
+                    continue
+                attempts = []
+                for task in tasks:
+                    if reference is None or not reference.alive:
+                        reference = self._new_worker("reference", backend, device)
+                        if not environment:
+                            with contextlib.suppress(WorkerFailure, WorkerTimeout, WorkerCrashed):
+                                environment.update({device: reference.call("environment", 120)})
+                    self.observer.case_started(task)
+                    attempts.append(
+                        evaluate(
+                            task,
+                            self.config,
+                            self.run_seed,
+                            reference,
+                            lambda scratch: self._new_worker("candidate", backend, device, scratch),
+                            device,
+                            flush,
+                        )
+                    )
+                    if self._stop.is_set():
+                        break
+                if self._stop.is_set() and attempts and attempts[-1].status in ("error", "timeout"):
+                    return  # killed by Ctrl-C: not a verdict on the candidate; resume re-runs it
+                result = best_attempt(attempts)
+                results.append(result)
+                self._emit(result)
+        finally:
+            if reference is not None:
+                reference.close()
+            with self._lock:
+                self._active = {w for w in self._active if getattr(w, "alive", False)}
+
+
+def evaluate_single(task: Task, config: EvalConfig, device: str | None = None) -> tuple[CaseResult, dict[str, Any]]:
+    """One evaluation outside a suite run (``harness eval``): the result and the device's environment."""
+    backend = get_backend(task.backend)
+    if device is None:
+        device = backend.select_devices(None)[0][0]
+    reason = task.case.skip_reason(task.backend)
+    if reason:
+        return skipped(task.case, task.backend, reason), {}
+    runner = Runner(config, solutions=task.solution.parent if task.solution else Path("."))
+    flush = config.timing.flush_cache
+    if flush is None:
+        flush = backend.flush_cache_by_default
+    reference = runner._new_worker("reference", task.backend, device)
+    try:
+        environment: dict[str, Any] = {}
+        with contextlib.suppress(WorkerFailure, WorkerTimeout, WorkerCrashed):
+            environment = {device: reference.call("environment", 120)}
+        result = evaluate(
+            task,
+            config,
+            runner.run_seed,
+            reference,
+            lambda scratch: runner._new_worker("candidate", task.backend, device, scratch),
+            device,
+            flush,
+        )
+    finally:
+        reference.close()
+    return result, environment

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from harness.correctness import compare_outputs
+from harness.results import CaseResult
+from harness.scoring import case_score, geometric_mean, summarize, tier_weight
+from harness.timing import TimingConfig, TimingStats, plan_repetitions
+
+
+def test_matching_outputs_pass_and_report_error_sizes() -> None:
+    ref = torch.ones(10)
+    result = compare_outputs([ref], [ref + 1e-4], 1e-2, 1e-2)
+    assert result.ok and result.max_abs_error == pytest.approx(1e-4, rel=1e-2)
+
+
+def test_outputs_beyond_tolerance_fail_with_counts() -> None:
+    ref = torch.zeros(100)
+    out = ref.clone()
+    out[:3] = 1.0
+    result = compare_outputs([ref], [out], 1e-2, 1e-2)
+    assert not result.ok
+    assert "3 of 100 elements" in (result.reason or "")
+    assert result.max_abs_error == 1.0
+
+
+@pytest.mark.parametrize(
+    ("candidate", "message"),
+    [
+        (torch.zeros(3, 2), "shape"),
+        (torch.zeros(2, 3, dtype=torch.float64), "dtype"),
+        (torch.full((2, 3), float("nan")), "NaN/Inf"),
+        ([1, 2], "plain torch.Tensor"),
+    ],
+)
+def test_structural_mismatches_fail(candidate: object, message: str) -> None:
+    result = compare_outputs([torch.zeros(2, 3)], [candidate], 1e-2, 1e-2)
+    assert not result.ok and message in (result.reason or "")
+
+
+def test_tensor_subclass_is_rejected() -> None:
+    class Sneaky(torch.Tensor):
+        pass
+
+    out = torch.zeros(3).as_subclass(Sneaky)
+    assert not compare_outputs([torch.zeros(3)], [out], 1e-2, 1e-2).ok
+
+
+def test_matching_nan_positions_in_reference_are_accepted() -> None:
+    ref = torch.tensor([1.0, float("nan"), float("inf")])
+    assert compare_outputs([ref], [ref.clone()], 1e-2, 1e-2).ok
+    assert not compare_outputs([ref], [torch.tensor([1.0, 0.0, float("inf")])], 1e-2, 1e-2).ok
+
+
+def test_wrong_number_of_outputs_fails() -> None:
+    assert not compare_outputs([torch.zeros(1)], [torch.zeros(1), torch.zeros(1)], 1e-2, 1e-2).ok
+
+
+def test_score_curve_and_tier_weights() -> None:
+    assert case_score(0.5, True) == 30.0
+    assert case_score(1.0, True) == 60.0
+    assert case_score(3.0, True) == 80.0
+    assert case_score(9.0, True) == 100.0
+    assert case_score(3.0, False) == 0.0
+    assert [tier_weight(f"t{i}") for i in range(1, 7)] == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+
+
+def test_summary_counts_statuses_fast_p_and_geomean() -> None:
+    def r(name: str, status: str, speedup: float | None) -> CaseResult:
+        res = CaseResult(name=name, tier="t1", backend="cpu", status=status, speedup=speedup)
+        res.weighted_score = case_score(speedup, status == "pass")
+        return res
+
+    summary = summarize([r("a", "pass", 2.0), r("b", "pass", 0.5), r("c", "fail", None), r("d", "skipped", None)])
+    assert summary["statuses"] == {"pass": 2, "fail": 1, "error": 0, "timeout": 0, "skipped": 1}
+    assert summary["pass_rate"] == pytest.approx(2 / 3)
+    assert summary["geomean_speedup"] == pytest.approx(1.0)
+    assert summary["fast_p"]["1"] == pytest.approx(1 / 3)
+    assert summary["fast_p"]["0"] == pytest.approx(2 / 3)
+    assert geometric_mean([]) is None
+
+
+def test_timing_stats_from_samples() -> None:
+    stats = TimingStats.from_samples([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert stats.median_ms == 3.0 and stats.repetitions == 5
+    assert stats.iqr_ms == pytest.approx(2.0)
+    assert not stats.stable
+    assert TimingStats.from_samples([1.0] * 10).stable
+    assert math.isclose(TimingStats.from_json(stats.to_json()).median_ms, 3.0)
+
+
+def test_repetitions_fill_the_budget_within_caps() -> None:
+    config = TimingConfig(budget_ms=100, min_repetitions=10, max_repetitions=1000, rounds=5)
+    assert plan_repetitions(1.0, config) == 100
+    assert plan_repetitions(1000.0, config) == 10
+    assert plan_repetitions(1e-6, config) == 1000
+    assert plan_repetitions(3.0, config) % 5 == 0
