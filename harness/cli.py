@@ -370,6 +370,22 @@ def schema_cmd(name: str | None) -> None:
     click.echo(json.dumps(get_schema(name), indent=2))
 
 
+def _add_extension_commands() -> None:
+    """Register the commands of every module in harness/commands/ (each exports COMMANDS)."""
+    import importlib
+    import pkgutil
+
+    import harness.commands
+
+    for info in sorted(pkgutil.iter_modules(harness.commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"harness.commands.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+_add_extension_commands()
+
+
 def _install_sigterm() -> None:
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
