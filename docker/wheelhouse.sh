@@ -103,9 +103,27 @@ if [ ${#TORCH_REQS[@]} -gt 0 ]; then
 fi
 
 # 3. Everything else, resolved together against what is already in the wheelhouse.
-REQS=("${HARNESS_WHEEL}${HARNESS_EXTRAS}" "${TORCH_REQS[@]}" "${EXTRA_REQS[@]}" setuptools wheel)
+REQS=("kernel-harness${HARNESS_EXTRAS}" "${TORCH_REQS[@]}" "${EXTRA_REQS[@]}" setuptools wheel)
 if [ -n "$PLATFORM" ]; then
-  "${PIP[@]}" download --quiet "${INDEX_ARGS[@]}" "${CROSS_ARGS[@]}" --find-links "$WH" -d "$WH" "${REQS[@]}"
+  # pip evaluates environment markers for the host even with --platform (a cross download
+  # of torch would want x86_64's nvidia-* wheels), so the target's closure is resolved by
+  # uv, which evaluates markers for the target platform, and then fetched without deps.
+  if ! command -v uv >/dev/null 2>&1; then
+    say "cross-target ($PLATFORM) needs uv to resolve for the target: pip install uv"
+    say "(or run this script on a $PLATFORM host, where plain pip resolves natively)"
+    exit 1
+  fi
+  arch="${PLATFORM##*_}"                        # manylinux_2_28_aarch64 -> aarch64
+  [[ "$PLATFORM" == *x86_64 ]] && arch=x86_64
+  glibc="$(sed -E 's/^manylinux_([0-9]+)_([0-9]+)_.*/manylinux_\1_\2/' <<<"$PLATFORM")"
+  [[ "$glibc" == manylinux_* ]] || glibc=manylinux_2_28
+  printf '%s\n' "${REQS[@]}" >"$WH/requirements.in"
+  UV_INDEX_ARGS=()
+  [ -n "${TORCH_INDEX_URL:-}" ] && UV_INDEX_ARGS=(--extra-index-url "$TORCH_INDEX_URL" --index-strategy unsafe-best-match)
+  uv pip compile --quiet --no-header --no-annotate --python-version "$PYVER" \
+    --python-platform "$arch-$glibc" --find-links "$WH" "${UV_INDEX_ARGS[@]}" \
+    -o "$WH/pinned.txt" "$WH/requirements.in"
+  "${PIP[@]}" download --quiet --no-deps "${INDEX_ARGS[@]}" "${CROSS_ARGS[@]}" --find-links "$WH" -d "$WH" -r "$WH/pinned.txt"
 else
   # `pip wheel` also turns any sdist-only dependency into a wheel, so the image
   # never compiles a dependency (it may have no compiler for it).

@@ -21,6 +21,7 @@ ARTIFACT_SCHEMAS = {
     "case_result": "v1/case-result.schema.json",
     "run_result": "v1/run-result.schema.json",
     "leaderboard": "v1/leaderboard.schema.json",
+    "manifest": "v1/manifest.schema.json",
 }
 
 

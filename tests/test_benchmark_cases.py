@@ -225,7 +225,10 @@ def h100_estimate_ms(module: types.ModuleType) -> float:
 
         def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            if not func.is_view and func.__name__.split(".")[0] not in ("detach", "lift_fresh"):
+            # Views are free, except "to" with a new dtype (an aliasing op only when the dtype stays).
+            first = args[0] if args else None
+            casts = isinstance(out, torch.Tensor) and isinstance(first, torch.Tensor) and out.dtype != first.dtype
+            if casts or not (func.is_view or func.__name__.split(".")[0] == "lift_fresh"):
                 leaves = tree_flatten((args, kwargs, out))[0]
                 self.bytes += sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
                 self.launches += 1

@@ -61,7 +61,7 @@ def python_in_image(client: Any, code: str, **kwargs: Any) -> c.ContainerRun:
         on_output=lines.append,
         **kwargs,
     )
-    assert run.logs_tail.splitlines()[-len(lines[-50:]) :] == lines[-50:] if lines else True
+    assert run.logs_tail.splitlines() == lines[-50:]  # streamed lines and the kept tail agree
     return run
 
 
@@ -147,7 +147,11 @@ def test_filesystem_permissions(client: Any, tmp_path: Path) -> None:
     (suite / "t1").mkdir(parents=True)
     (suite / "t1" / "case.py").write_text("REFERENCE = 1\n")
     solutions.mkdir()
-    os.chmod(suite, 0o777)  # even a world-writable host folder stays read-only in the container
+    # World-writable on the host: only the read-only bind mount can stop the writes (EROFS, not EACCES).
+    os.chmod(suite, 0o777)
+    os.chmod(suite / "t1", 0o777)
+    os.chmod(suite / "t1" / "case.py", 0o666)
+    os.chmod(solutions, 0o777)
     run = python_in_image(
         client,
         """
@@ -162,7 +166,8 @@ def test_filesystem_permissions(client: Any, tmp_path: Path) -> None:
         print("suite", attempt("/suite/t1/case.py"))
         print("suite-new", attempt("/suite/new.py"))
         print("solutions", attempt("/solutions/x.py"))
-        print("root", attempt("/opt/venv/lib/python3.11/site-packages/harness/__init__.py"))
+        print("root", attempt("/work/owned-by-harness-user"))  # /work belongs to uid 1000: only ro root stops it
+        print("venv", attempt("/opt/venv/lib/python3.11/site-packages/harness/__init__.py"))
         print("etc", attempt("/etc/passwd"))
         print("tmp", attempt("/tmp/scratch"))
         print("out", attempt("/out/result.txt"))
@@ -175,6 +180,7 @@ def test_filesystem_permissions(client: Any, tmp_path: Path) -> None:
     for name in ("suite", "suite-new", "solutions", "root"):
         assert f"{name} EROFS" in log, log
     assert "etc EROFS" in log or "etc EACCES" in log
+    assert "venv EROFS" in log or "venv EACCES" in log
     assert "tmp written" in log and "out written" in log
     assert "read REFERENCE = 1" in log
     assert (suite / "t1" / "case.py").read_text() == "REFERENCE = 1\n"
