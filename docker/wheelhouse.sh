@@ -96,7 +96,13 @@ INDEX_ARGS=()
 [ -n "${TORCH_INDEX_URL:-}" ] && INDEX_ARGS=(--extra-index-url "$TORCH_INDEX_URL")
 CROSS_ARGS=()
 if [ -n "$PLATFORM" ]; then
+  # The older manylinux tags are compatible with a newer glibc target: accept them too.
   CROSS_ARGS=(--only-binary=:all: --platform "$PLATFORM" --python-version "$PYVER" --implementation cp)
+  for tag in manylinux_2_17 manylinux2014 manylinux_2_27 manylinux_2_28; do
+    t="${tag}_${PLATFORM##*_}"
+    [[ "$PLATFORM" == *x86_64 ]] && t="${tag}_x86_64"
+    [ "$t" != "$PLATFORM" ] && CROSS_ARGS+=(--platform "$t")
+  done
 fi
 if [ ${#TORCH_REQS[@]} -gt 0 ]; then
   "${PIP[@]}" download --quiet --no-deps "${INDEX_ARGS[@]}" "${CROSS_ARGS[@]}" -d "$WH" "${TORCH_REQS[@]}"
@@ -120,7 +126,7 @@ if [ -n "$PLATFORM" ]; then
   printf '%s\n' "${REQS[@]}" >"$WH/requirements.in"
   UV_INDEX_ARGS=()
   [ -n "${TORCH_INDEX_URL:-}" ] && UV_INDEX_ARGS=(--extra-index-url "$TORCH_INDEX_URL" --index-strategy unsafe-best-match)
-  uv pip compile --quiet --no-header --no-annotate --python-version "$PYVER" \
+  uv pip compile --quiet --no-header --no-annotate --only-binary :all: --python-version "$PYVER" \
     --python-platform "$arch-$glibc" --find-links "$WH" "${UV_INDEX_ARGS[@]}" \
     -o "$WH/pinned.txt" "$WH/requirements.in"
   "${PIP[@]}" download --quiet --no-deps "${INDEX_ARGS[@]}" "${CROSS_ARGS[@]}" --find-links "$WH" -d "$WH" -r "$WH/pinned.txt"
@@ -137,5 +143,5 @@ fi
   for r in "${TORCH_REQS[@]}" "${EXTRA_REQS[@]}"; do echo "$r"; done
 } >"$WH/requirements.txt"
 
-n=$(ls "$WH"/*.whl | wc -l)
+n=$(find "$WH" -maxdepth 1 -name "*.whl" | wc -l)
 say "$WH: $n wheels, $(du -sh "$WH" | cut -f1), $(( $(date +%s) - start ))s"

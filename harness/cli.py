@@ -193,20 +193,49 @@ def _eval_config(backend: str, **kw: Any) -> Any:
     )
 
 
-def _provenance(config: dict[str, Any], suite: Path | None, runtime: str = "local") -> dict[str, Any]:
-    from harness.environment import command_line, git_commit
-
+def _provenance(config: dict[str, Any], suite: Path | None, note: str | None = None) -> dict[str, Any]:
     import os
+
+    from harness.environment import command_line, git_commit
 
     image = os.environ.get("HARNESS_IMAGE")
     return {
         "command_line": command_line(),
         "config": config,
         "suite_git_commit": git_commit(suite) if suite else None,
-        "runtime": runtime,
-        "runtime_note": None,
-        "container_image": {"name": image, "id": os.environ.get("HARNESS_IMAGE_ID"), "digest": None} if image else None,
+        "runtime": "docker" if image else "local",
+        "runtime_note": note,
+        "container_image": {
+            "name": image,
+            "id": os.environ.get("HARNESS_IMAGE_ID"),
+            "digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
+        }
+        if image
+        else None,
     }
+
+
+def _runtime_options(fn: Any) -> Any:
+    fn = click.option(
+        "--image",
+        default=None,
+        metavar="NAME",
+        help="Image for --runtime docker (default: kernel-harness/<backend>:dev, built by nox -s image-<backend>).",
+    )(fn)
+    return click.option(
+        "--runtime",
+        type=click.Choice(["local", "docker", "auto"]),
+        default="local",
+        show_default=True,
+        help="docker: run inside the backend's image (no network, read-only root, limits); "
+        "auto: docker when an engine answers and the image exists, else local (noted in the result).",
+    )(fn)
+
+
+def _command_args(command: str) -> list[str]:
+    """This process's arguments after the command name (what a container re-runs)."""
+    argv = sys.argv[1:]
+    return argv[argv.index(command) + 1 :] if command in argv else argv
 
 
 # --- eval -------------------------------------------------------------------------------------------
@@ -220,6 +249,7 @@ def _provenance(config: dict[str, Any], suite: Path | None, runtime: str = "loca
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (the case result) on stdout.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the case result to this file.")
 @_eval_options
+@_runtime_options
 def eval_cmd(
     case_file: Path,
     solution_file: Path,
@@ -227,6 +257,8 @@ def eval_cmd(
     device_index: str | None,
     as_json: bool,
     out: Path | None,
+    runtime: str,
+    image: str | None,
     **kw: Any,
 ) -> None:
     """Evaluate one candidate (SOLUTION_FILE, defining ModelNew) against one case (CASE_FILE).
@@ -245,6 +277,12 @@ def eval_cmd(
     case = case_from_file(case_file)
     if not solution_file.is_file():
         raise BadInput(f"solution file {solution_file} does not exist")
+    from harness.container_runtime import choose_runtime
+
+    choice = choose_runtime(runtime, backend, image)
+    if choice.runtime == "docker":
+        _eval_in_container(case_file, solution_file, backend, image, as_json, out)
+        return
     config = _eval_config(backend, **kw)
     device = None
     if device_index is not None:
@@ -253,7 +291,7 @@ def eval_cmd(
     result, device_env = evaluate_single(Task(case, solution_file, backend), config, device)
     environment = host_environment()
     environment["backends"] = {backend: device_env}
-    payload = case_payload(result, _provenance(config.to_json(), case_file.parent), environment)
+    payload = case_payload(result, _provenance(config.to_json(), case_file.parent, choice.note), environment)
     if out:
         write_artifact(out, payload)
     else:
@@ -268,6 +306,49 @@ def eval_cmd(
         _console().print(case_panel(result))
     if result.status != "pass":
         raise SystemExit(ExitCode.CANDIDATE_FAILED)
+
+
+def _eval_in_container(
+    case_file: Path, solution_file: Path, backend: str, image: str | None, as_json: bool, out: Path | None
+) -> None:
+    """`harness eval` inside the image: the container writes the case result, the host prints it."""
+    import tempfile
+
+    from harness.artifacts import dumps, write_atomic
+    from harness.container_runtime import run_in_container, stamp_provenance, strip_runtime_args
+    from harness.report import case_panel
+    from harness.results import CaseResult
+
+    tier_dir = case_file.resolve().parent
+    suite = tier_dir.parent if tier_dir.name[:1] == "t" and tier_dir.name[1:].isdigit() else tier_dir
+    args = strip_runtime_args(_command_args("eval"))
+    args = [a for a in args if a != "--json"]
+    if "--out" in args:
+        i = args.index("--out")
+        del args[i : i + 2]
+    with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
+        inner_out = Path(tmp) / "case.json"
+        code, provenance = run_in_container(
+            ["eval", *args, "--out", str(inner_out)],
+            backend=backend,
+            image=image,
+            suite=suite,
+            solutions=solution_file.resolve().parent,
+            out=Path(tmp),
+            echo=lambda line: None if as_json else click.echo(line, err=True),
+        )
+        if not inner_out.is_file():
+            raise SystemExit(code or ExitCode.ENVIRONMENT)
+        stamp_provenance([inner_out], provenance, suite)
+        text = inner_out.read_text(encoding="utf-8")
+    if out:
+        write_atomic(out, text)
+    if as_json:
+        sys.stdout.write(text)
+    else:
+        _console().print(case_panel(CaseResult.from_json(json.loads(text)["result"])))
+    if code:
+        raise SystemExit(code)
 
 
 # --- run --------------------------------------------------------------------------------------------
@@ -313,16 +394,46 @@ def eval_cmd(
 @click.option("--overwrite", is_flag=True, help="Start afresh in --out even if it holds an earlier run's journal.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-case lines; the table only.")
 @_eval_options
+@_runtime_options
 def run_cmd(**kw: Any) -> None:
     """Evaluate a solution set on a suite; write result.json and leaderboard.json under --out.
 
     Exit code 0 when every evaluated case passes, 1 when any fails, errors or times out.
     """
+    from harness.container_runtime import choose_runtime
+
+    backend = kw["backend"] if kw["backend"] != "all" else "cpu"
+    choice = choose_runtime(kw.pop("runtime"), backend, kw["image"])
+    if choice.runtime == "docker":
+        raise SystemExit(_run_in_container(kw, backend))
+    kw["runtime_note"] = choice.note
     from harness.run_command import run_suite
 
     code = run_suite(kw, _eval_config, _provenance, _console)
     if code:
         raise SystemExit(code)
+
+
+def _run_in_container(kw: dict[str, Any], backend: str) -> int:
+    """`harness run` inside the image; the host stamps runtime and image into the artifacts."""
+    from harness.container_runtime import run_in_container, stamp_provenance, strip_runtime_args
+
+    if kw["backend"] == "all":
+        raise BadInput("--runtime docker runs one backend per image; pass --backend cpu, gpu or npu")
+    if kw["resume"] and not kw["solutions"]:
+        raise BadInput("--resume with --runtime docker needs --solutions again (the host folder to mount)")
+    if not kw["solutions"]:
+        raise BadInput("--solutions DIR is required (e.g. --solutions benchmark/solutions/cpu)")
+    out = Path(kw["resume"] or kw["out"] or Path("results") / _now_stamp())
+    args = strip_runtime_args(_command_args("run"))
+    if not kw["out"] and not kw["resume"]:
+        args += ["--out", str(out)]
+    code, image = run_in_container(
+        ["run", *args], backend=backend, image=kw["image"], suite=kw["suite"], solutions=kw["solutions"], out=out
+    )
+    stamp_provenance([out / "result.json", out / "leaderboard.json"], image, kw["suite"])
+    _console(stderr=True).print(f"ran in {image['name']} ({(image['id'] or '')[:19]}); artifacts in {out}")
+    return code
 
 
 # --- validate and schema ----------------------------------------------------------------------------
@@ -416,6 +527,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug in the harness, not the user's input: one line, exit 70 (EX_SOFTWARE)
+        if debug:
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
+        hint = "rerun with --debug for the traceback"
+        click.echo(f"internal error: {type(exc).__name__}: {text}; {hint}", err=True)
+        sys.exit(70)
     sys.exit(0)
 
 

@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -54,7 +54,11 @@ DOCKER_DIRS = {"cpu": "cpu", "gpu": "cuda", "npu": "ascend"}
 _ALIASES = {"cuda": "gpu", "ascend": "npu"}
 
 #: Default image tags, one per backend (the nox sessions image-cpu / image-gpu / image-npu build them).
-DEFAULT_IMAGES = {"cpu": "kernel-harness/cpu:dev", "gpu": "kernel-harness/gpu:dev", "npu": "kernel-harness/npu:dev"}
+DEFAULT_IMAGES = {
+    "cpu": "kernel-harness/cpu:dev",
+    "gpu": "kernel-harness/gpu:dev",
+    "npu": "kernel-harness/npu:dev",
+}
 
 #: The nox session that builds each backend's image: named in "image missing" errors.
 BUILD_SESSIONS = {"cpu": "image-cpu", "gpu": "image-gpu", "npu": "image-npu"}
@@ -72,6 +76,9 @@ ASCEND_DRIVER_MOUNTS = (
 
 #: Scratch space: the only writable place besides /out. exec: torch/triton JIT-compile into it.
 DEFAULT_TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=2g,mode=1777"}
+
+#: /dev/shm size (Docker's default of 64 MB is too small for torch.multiprocessing).
+DEFAULT_SHM_SIZE = "2g"
 
 OutputCallback = Callable[[str], None]
 
@@ -130,15 +137,25 @@ class Mounts:
     extra_ro: Mapping[str, str] = field(default_factory=dict)  # host path -> container path
 
     def pairs(self) -> list[tuple[Path, str, str]]:
-        """(resolved host path, container path, mode) for every bound folder."""
+        """(resolved host path, container path, mode) for every bound folder.
+
+        Solutions that live inside the suite (``<suite>/solutions/<set>``) get no mount of their
+        own: they are reached read-only through /suite, which keeps suite-relative layouts
+        working (``harness.solutions.reference_model`` finds the case from the solution's path).
+        """
         out: list[tuple[Path, str, str]] = []
+        suite = Path(self.suite).expanduser().resolve() if self.suite is not None else None
         for host, target, mode in (
             (self.suite, CONTAINER_SUITE, "ro"),
             (self.solutions, CONTAINER_SOLUTIONS, "ro"),
             (self.out, CONTAINER_OUT, "rw"),
         ):
-            if host is not None:
-                out.append((Path(host).expanduser().resolve(), target, mode))
+            if host is None:
+                continue
+            resolved = Path(host).expanduser().resolve()
+            if target == CONTAINER_SOLUTIONS and suite is not None and resolved.is_relative_to(suite):
+                continue
+            out.append((resolved, target, mode))
         for host_s, target in self.extra_ro.items():
             out.append((Path(host_s).expanduser().resolve(), target, "ro"))
         return out
@@ -164,7 +181,7 @@ def _docker() -> Any:
         import docker
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ContainerError(
-            "the docker Python SDK is not installed: pip install 'kernel-harness[docker]' (or: pip install docker)"
+            "the docker Python SDK is not installed: pip install 'kernel-harness[docker]'"
         ) from exc
     return docker
 
@@ -178,7 +195,8 @@ def get_client(timeout_s: float = 60.0) -> Any:
         return client
     except Exception as exc:
         raise ContainerError(
-            f"no Docker engine answers ({type(exc).__name__}); start one (CI / root: bash docker/start-dockerd.sh,"
+            f"no Docker engine answers ({type(exc).__name__}); start one"
+            " (CI / root: bash docker/start-dockerd.sh,"
             " desktop: start Docker) or set DOCKER_HOST"
         ) from exc
 
@@ -289,11 +307,14 @@ def build_image(
     context = Path(context_dir).resolve()
     if not context.is_dir():
         raise ContainerError(
-            f"build context {context} does not exist: fill it with: bash docker/wheelhouse.sh {DOCKER_DIRS[backend]}"
+            f"build context {context} does not exist: fill it with:"
+            f" bash docker/wheelhouse.sh {DOCKER_DIRS[backend]}"
         )
     dockerfile_path = Path(dockerfile).resolve() if dockerfile else default_dockerfile(backend)
     if not dockerfile_path.is_file():
-        raise ContainerError(f"no Dockerfile at {dockerfile_path}: pass dockerfile= (docker/<backend>/Dockerfile)")
+        raise ContainerError(
+            f"no Dockerfile at {dockerfile_path}: pass dockerfile= (docker/<backend>/Dockerfile)"
+        )
     args = {**default_build_args(), **(build_args or {})}
     all_labels = {BACKEND_LABEL: backend, **(labels or {})}
     client = client or get_client(timeout_s=3600)
@@ -334,18 +355,31 @@ def build_image(
 # --- path mapping ----------------------------------------------------------------------------------------
 
 
+#: Harness options whose value is always a path (mapped even without a "/" in it, e.g. --suite benchmark).
+PATH_OPTIONS = frozenset({"--suite", "--solutions", "--out", "--resume"})
+
+
 def _looks_like_path(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~")) or "/" in value or os.sep in value
 
 
-def map_path(value: str, mounts: Mounts, cwd: Path | None = None) -> str | None:
-    """The container path for a host path inside one of the bound folders, else None."""
-    if not value or not _looks_like_path(value):
-        return None
+def _host_path(value: str, cwd: Path | None) -> Path:
     host = Path(value).expanduser()
     if not host.is_absolute():
         host = (cwd or Path.cwd()) / host
-    host = Path(os.path.normpath(host))
+    return Path(os.path.normpath(host))
+
+
+def map_path(value: str, mounts: Mounts, cwd: Path | None = None, *, is_path: bool = False) -> str | None:
+    """The container path for a host path inside one of the bound folders, else None.
+
+    A value is taken for a path when ``is_path`` (it follows a path option) or when it looks like
+    one (has a "/"): a bare word such as a case name is never rewritten, even if a folder of
+    that name happens to exist.
+    """
+    if not value or not (is_path or _looks_like_path(value)):
+        return None
+    host = _host_path(value, cwd)
     resolved = host.resolve() if host.exists() else host
     # Longest host prefix wins (an out folder inside the suite maps to /out).
     for root, target, _mode in sorted(mounts.pairs(), key=lambda p: len(p[0].parts), reverse=True):
@@ -359,36 +393,42 @@ def map_path(value: str, mounts: Mounts, cwd: Path | None = None) -> str | None:
 
 
 def map_harness_args(
-    args: Sequence[str], mounts: Mounts, *, cwd: Path | None = None, strict: bool = True
+    args: Sequence[str],
+    mounts: Mounts,
+    *,
+    cwd: Path | None = None,
+    strict: bool = True,
+    path_options: frozenset[str] = PATH_OPTIONS,
 ) -> list[str]:
     """Rewrite host paths in harness arguments (``--suite X`` and ``--suite=X`` alike) to container paths.
 
-    With ``strict`` (default) an argument that names an existing host path outside every bound
-    folder raises ContainerError: the container could not see it, and silently passing it would
-    fail later with a confusing "no such file".
+    Values of ``path_options`` are always treated as paths; other arguments when they look like a
+    path (contain a "/"). With ``strict`` (default) such a path outside every bound
+    folder raises ContainerError: the container could not see it, and passing it on would fail
+    later with a confusing "no such file".
     """
     mapped: list[str] = []
+    previous = ""
     for arg in args:
-        prefix, value = "", arg
+        prefix, value, option = "", arg, previous
+        previous = arg
         if arg.startswith("--") and "=" in arg:
-            prefix, value = arg.split("=", 1)
-            prefix += "="
+            option, value = arg.split("=", 1)
+            prefix = option + "="
         elif arg.startswith("-"):
             mapped.append(arg)
             continue
-        target = map_path(value, mounts, cwd)
+        is_path = option in path_options
+        target = map_path(value, mounts, cwd, is_path=is_path)
         if target is not None:
             mapped.append(prefix + target)
             continue
-        if strict and _looks_like_path(value):
-            probe = Path(value).expanduser()
-            if not probe.is_absolute():
-                probe = (cwd or Path.cwd()) / probe
-            if probe.exists():
-                raise ContainerError(
-                    f"{value} is not inside a folder bound into the container: put it under the suite,"
-                    " solutions or out folder"
-                )
+        if strict and (is_path or _looks_like_path(value)) and (is_path or _host_path(value, cwd).exists()):
+            where = f"{option} {value}" if is_path else value
+            raise ContainerError(
+                f"{where} is not inside a folder bound into the container: pass it as the suite,"
+                " solutions or out folder"
+            )
         mapped.append(arg)
     return mapped
 
@@ -451,6 +491,7 @@ def container_spec(
     - ``pids_limit``: a fork bomb stops at ``pids`` processes.
     - ``cap_drop=["ALL"]``, ``no-new-privileges``, non-root user: no privilege to regain.
     - ``init=True``: a real PID 1 forwards SIGTERM on timeout and reaps the candidate's children.
+    - ``shm_size`` 2g: /dev/shm for torch.multiprocessing (64 MB default fails); counts as memory.
     - gpu: ``DeviceRequest`` (NVIDIA container toolkit) for the listed GPUs, or all with ["all"].
     - npu: /dev/davinci<N> plus the control nodes, the host driver read-only, the device nodes'
       group added so the non-root user may open them, ASCEND_RT_VISIBLE_DEVICES set to the
@@ -459,7 +500,12 @@ def container_spec(
     backend = normalize_backend(backend)
     mounts = mounts or Mounts()
     volumes = mounts.volumes()
-    environment: dict[str, str] = {"HARNESS_IN_CONTAINER": "1", "HARNESS_IMAGE": image, "USER": "harness", "LOGNAME": "harness"}
+    environment: dict[str, str] = {
+        "HARNESS_IN_CONTAINER": "1",
+        "HARNESS_IMAGE": image,
+        "USER": "harness",
+        "LOGNAME": "harness",
+    }
     threads = _omp_threads(cpus, cpuset)
     if threads is not None:
         environment["OMP_NUM_THREADS"] = str(threads)
@@ -487,7 +533,8 @@ def container_spec(
         devices = [f"{node}:{node}:rwm" for node in nodes]
         if not exists(ASCEND_DRIVER_MOUNTS[0]):
             raise ContainerError(
-                f"{ASCEND_DRIVER_MOUNTS[0]} not found: install the Ascend driver on this host (npu-smi info must work)"
+                f"{ASCEND_DRIVER_MOUNTS[0]} not found: install the Ascend driver on this host"
+                " (npu-smi info must work)"
             )
         for path in ASCEND_DRIVER_MOUNTS:
             if exists(path):
@@ -532,14 +579,13 @@ def container_spec(
         spec["devices"] = devices
     if group_add:
         spec["group_add"] = group_add
-    if backend in ("gpu", "npu"):
-        # PyTorch (DataLoader workers, NCCL/HCCL) uses /dev/shm; Docker's default of 64 MB is too small.
-        if ipc_host:
-            spec["ipc_mode"] = "host"
-        else:
-            spec["shm_size"] = shm_size or "2g"
-    elif shm_size:
-        spec["shm_size"] = shm_size
+    # The harness passes tensors between its processes through torch.multiprocessing, i.e. /dev/shm
+    # (so do DataLoader workers and NCCL/HCCL); Docker's default of 64 MB fails with ENOSPC.
+    # shm pages count against mem_limit. ipc_host shares the host's IPC namespace instead (weaker).
+    if ipc_host:
+        spec["ipc_mode"] = "host"
+    else:
+        spec["shm_size"] = shm_size or DEFAULT_SHM_SIZE
     return spec
 
 
@@ -627,7 +673,11 @@ def run_container(
         cpuset=cpuset,
         gpus=gpus,
         npu_devices=npu_devices,
-        env={"HARNESS_IMAGE_ID": info.id, **({"HARNESS_IMAGE_DIGEST": info.digest} if info.digest else {}), **(env or {})},
+        env={
+            "HARNESS_IMAGE_ID": info.id,
+            **({"HARNESS_IMAGE_DIGEST": info.digest} if info.digest else {}),
+            **(env or {}),
+        },
         user=user,
         shm_size=shm_size,
         ipc_host=ipc_host,
@@ -743,7 +793,10 @@ def managed_containers(client: Any = None) -> list[Any]:
 def _explain(exc: Any) -> str:
     text = str(getattr(exc, "explanation", None) or exc).strip()
     if "could not select device driver" in text and "gpu" in text:
-        return text + " (install the NVIDIA container toolkit and run: nvidia-ctk runtime configure --runtime=docker)"
+        return (
+            text
+            + " (install the NVIDIA container toolkit and run: nvidia-ctk runtime configure --runtime=docker)"
+        )
     if "no such file or directory" in text.lower() and "/dev/" in text:
         return text + " (the device node is missing on this host: check npu-smi info / nvidia-smi)"
     return text.splitlines()[0] if text else type(exc).__name__
@@ -817,11 +870,14 @@ def describe_isolation(spec: Mapping[str, Any]) -> list[str]:
         f"memory: {spec.get('mem_limit')} bytes, pids: {spec.get('pids_limit')}",
         f"user: {spec.get('user')}, capabilities dropped: {spec.get('cap_drop')}",
     ]
-    lines += [f"mount: {host} -> {m['bind']} ({m['mode']})" for host, m in (spec.get("volumes") or {}).items()]
+    lines += [
+        f"mount: {host} -> {m['bind']} ({m['mode']})" for host, m in (spec.get("volumes") or {}).items()
+    ]
     return lines
 
 
-__all__: Iterable[str] = [
+__all__ = [
+    "PATH_OPTIONS",
     "BACKEND_LABEL",
     "CONTAINER_OUT",
     "CONTAINER_SOLUTIONS",

@@ -32,56 +32,115 @@ def compare_outputs(reference: list[Any], candidate: list[Any], atol: float, rto
     """Whether ``candidate`` matches ``reference`` elementwise: |c - r| <= atol + rtol * |r|.
 
     NaN or infinity in the candidate where the reference is finite fails; so does any difference in
-    the number of outputs, their type (plain ``torch.Tensor`` only), shape or dtype.
+    the number of outputs, their type (plain ``torch.Tensor`` only), device, shape or dtype. A worker
+    reports an output it could not send as a tensor as a small dict (``{"not_a_tensor": type}``,
+    ``{"wrong_device": device, "expected": device}``, ``{"unsupported_dtype": dtype}``).
     """
-    import torch
-
     if len(reference) != len(candidate):
         return Comparison(False, f"expected {len(reference)} output(s), got {len(candidate)}")
-    worst_abs = 0.0
-    worst_rel = 0.0
-    mismatched = 0
-    total = 0
+    total = _Tally()
     for index, (ref, out) in enumerate(zip(reference, candidate, strict=True)):
         where = f"output {index}" if len(reference) > 1 else "output"
-        if type(out) is not torch.Tensor:
-            return Comparison(False, f"{where} is {type(out).__name__}, expected a plain torch.Tensor")
-        if out.shape != ref.shape:
-            return Comparison(False, f"{where} shape {tuple(out.shape)} != expected {tuple(ref.shape)}")
-        if out.dtype != ref.dtype:
-            return Comparison(False, f"{where} dtype {out.dtype} != expected {ref.dtype}")
+        problem = _structural_problem(where, ref, out)
+        if problem:
+            return Comparison(False, problem)
         if out.numel() == 0:
             continue
-        r = ref.detach().to(torch.float64 if ref.dtype == torch.float64 else torch.float32)
-        c = out.detach().to(device=r.device, dtype=r.dtype)
-        if not ref.dtype.is_floating_point and not ref.dtype.is_complex:
-            diff = (c - r).abs()
-        else:
-            bad_c = ~torch.isfinite(c)
-            bad_r = ~torch.isfinite(r)
-            if bool((bad_c & ~bad_r).any()):
-                count = int((bad_c & ~bad_r).sum())
-                return Comparison(False, f"{where} has {count} NaN/Inf value(s) where the reference is finite")
-            # Non-finite values must agree exactly (same NaN positions, same signed infinities).
-            if bool((bad_r & ~(bad_c & ((c == r) | (torch.isnan(c) & torch.isnan(r))))).any()):
-                return Comparison(False, f"{where} differs from the reference's NaN/Inf values")
-            finite = ~bad_r
-            diff = torch.where(finite, (c - r).abs(), torch.zeros_like(r))
-        limit = atol + rtol * r.abs()
-        bad = diff > limit
-        mismatched += int(bad.sum())
-        total += diff.numel()
-        worst_abs = max(worst_abs, float(diff.max()))
-        rel = diff / r.abs().clamp_min(1e-12)
-        worst_rel = max(worst_rel, float(torch.where(bad | (r.abs() > atol), rel, torch.zeros_like(rel)).max()))
-    fraction = mismatched / total if total else 0.0
-    if mismatched:
+        problem = _compare_values(where, ref, out, atol, rtol, total)
+        if problem:
+            return Comparison(False, problem)
+    fraction = total.mismatched / total.elements if total.elements else 0.0
+    if total.mismatched:
         return Comparison(
             False,
-            f"{mismatched} of {total} elements differ beyond atol={atol:g}, rtol={rtol:g} "
-            f"(max abs error {worst_abs:.3g}, max rel error {worst_rel:.3g})",
-            worst_abs,
-            worst_rel,
+            f"{total.mismatched} of {total.elements} elements differ beyond atol={atol:g}, rtol={rtol:g} "
+            f"(max abs error {total.worst_abs:.3g}, max rel error {total.worst_rel:.3g})",
+            total.worst_abs,
+            total.worst_rel,
             fraction,
         )
-    return Comparison(True, None, worst_abs, worst_rel, 0.0)
+    return Comparison(True, None, total.worst_abs, total.worst_rel, 0.0)
+
+
+def _structural_problem(where: str, ref: Any, out: Any) -> str | None:
+    """Why ``out`` cannot be compared with ``ref`` value by value (type, device, shape, dtype), or None."""
+    import torch
+
+    if isinstance(out, dict):
+        if "wrong_device" in out:
+            return f"{where} is on device {out['wrong_device']}, expected {out.get('expected', ref.device)}"
+        if "unsupported_dtype" in out:
+            return f"{where} dtype {out['unsupported_dtype']} != expected {ref.dtype}"
+        if "not_a_tensor" in out:
+            return f"{where} is {out['not_a_tensor']}, expected a plain torch.Tensor"
+    if type(out) is not torch.Tensor:
+        return f"{where} is {type(out).__name__}, expected a plain torch.Tensor"
+    if out.shape != ref.shape:
+        return f"{where} shape {tuple(out.shape)} != expected {tuple(ref.shape)}"
+    if out.dtype != ref.dtype:
+        return f"{where} dtype {out.dtype} != expected {ref.dtype}"
+    return None
+
+
+@dataclass
+class _Tally:
+    """Running totals over every output and chunk compared so far."""
+
+    elements: int = 0
+    mismatched: int = 0
+    worst_abs: float = 0.0
+    worst_rel: float = 0.0
+
+
+# Elements compared at a time on the CPU: the temporaries of one chunk stay in cache, which makes
+# the dozen passes of a comparison several times cheaper than on whole multi-megabyte outputs.
+_CPU_CHUNK = 1 << 18
+
+
+def _work_dtype(dtype: Any) -> Any:
+    """The dtype differences are computed in: float64 for float64 and integers, complex kept, else float32."""
+    import torch
+
+    if dtype.is_complex:
+        return dtype
+    if dtype == torch.float64 or not dtype.is_floating_point:
+        return torch.float64
+    return torch.float32
+
+
+def _compare_values(where: str, ref: Any, out: Any, atol: float, rtol: float, tally: _Tally) -> str | None:
+    """Add ``out`` vs ``ref`` to ``tally``; returns why they differ in their non-finite values, or None."""
+    import torch
+
+    work = _work_dtype(ref.dtype)
+    r_all = ref.detach().reshape(-1)
+    c_all = out.detach().reshape(-1).to(device=r_all.device)
+    n = r_all.numel()
+    step = _CPU_CHUNK if r_all.device.type == "cpu" else n
+    new_non_finite = 0
+    for start in range(0, n, step):
+        r = r_all[start : start + step].to(work)
+        c = c_all[start : start + step].to(work)
+        finite_r = torch.isfinite(r)
+        finite_c = torch.isfinite(c)
+        if bool(finite_r.all()) and bool(finite_c.all()):
+            diff = torch.sub(c, r).abs_() if not r.is_complex() else torch.sub(c, r).abs()
+        else:
+            new_non_finite += int((finite_r & ~finite_c).sum())
+            # Non-finite reference values must be matched exactly (NaN positions, signed infinities).
+            same = (c == r) | (torch.isnan(c) & torch.isnan(r))
+            if bool((~finite_r & ~same).any()):
+                return f"{where} differs from the reference's NaN/Inf values"
+            diff = torch.where(
+                finite_r & finite_c, torch.sub(c, r).abs(), torch.zeros((), dtype=r.real.dtype)
+            )
+        abs_r = r.abs()
+        bad = diff > abs_r * rtol + atol
+        tally.mismatched += int(bad.sum())
+        tally.elements += diff.numel()
+        tally.worst_abs = max(tally.worst_abs, float(diff.max()))
+        rel = diff / abs_r.clamp_min(1e-12)
+        tally.worst_rel = max(tally.worst_rel, float(torch.where(bad | (abs_r > atol), rel, 0.0).max()))
+    if new_non_finite:
+        return f"{where} has {new_non_finite} NaN/Inf value(s) where the reference is finite"
+    return None

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # usage error, malformed case/solution/journal/JSON file, missing path
     ENVIRONMENT = 3  # backend, device, Docker engine or image unavailable
     VALIDATION = 4  # an artifact does not match its schema
+    GATE = 5  # `harness compare --fail-on`: a verdict named there occurred
     INTERRUPTED = 130  # Ctrl-C / SIGTERM: partial results were written and marked incomplete
 
 

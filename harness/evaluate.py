@@ -1,12 +1,14 @@
 """One evaluation, phase by phase: reference outputs, candidate outputs, comparison, interleaved timing.
 
 The reference worker (trusted) holds the reference outputs and does every comparison; the
-candidate worker only runs the candidate and reports what it returned. Timing alternates between
-the two in rounds so that clock and thermal drift hit both alike.
+candidate worker only runs the candidate and reports what it returned (its replies are passed on to
+the reference worker as raw bytes). Timing alternates between the two in rounds so that clock and
+thermal drift hit both alike, and the candidate's processes are stopped while the reference is timed.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -14,31 +16,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.backends import get_backend
 from harness.cases import Case, file_sha256
 from harness.results import CaseResult, CorrectnessReport
 from harness.scoring import apply_score
 from harness.supervisor import (
+    FileWatch,
     WorkerCrashed,
     WorkerFailure,
     WorkerTimeout,
     make_scratch,
-    read_tail,
     remove_scratch,
 )
-from harness.timing import TimingConfig, TimingStats, plan_repetitions, warmup_calls
-from harness.worker import PHASE_BASELINE, PHASE_CORRECTNESS, PHASE_INIT, PHASE_LOADING, PHASE_SOLUTION
+from harness.timing import TimingConfig, TimingStats, for_backend, plan_repetitions, warmup_calls
+from harness.worker import PHASE_BASELINE, PHASE_CORRECTNESS, PHASE_LOADING, PHASE_SOLUTION
 
-# A candidate whose timed calls took this many times longer on the supervisor's clock than it
-# reported (beyond the reference's own overhead) is treated as having tampered with its timer.
-TIMER_SLACK_FACTOR = 3.0
-TIMER_SLACK_S = 0.2
+# The supervisor times every round from outside. A round whose wall time exceeds what the candidate
+# reported, plus the most the protocol cost the reference in any round, by more than this share of
+# the round's wall time (and by at least TIMER_ROUND_FLOOR_S) is unexplained; when most rounds are
+# and the unexplained time adds up to TIMER_FLOOR_S, the candidate's own timings are not trusted.
+TIMER_UNEXPLAINED_SHARE = 0.75
+TIMER_ROUND_FLOOR_S = 0.005
+TIMER_FLOOR_S = 0.1
+TIMER_ROUNDS_SHARE = 0.75
 
 
 class Worker(Protocol):
     alive: bool
     scratch: Path | None
+    outcome: dict[str, Any] | None
+    sandbox: dict[str, Any] | None
 
     def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any: ...
+    def call_forwarding(self, method: str, timeout_s: float, **kwargs: Any) -> tuple[Any, Any]: ...
+    def freeze(self) -> None: ...
+    def thaw(self) -> None: ...
     def kill(self) -> None: ...
     def close(self) -> None: ...
 
@@ -101,8 +113,13 @@ def evaluate(
     start_candidate: Callable[[Path], Worker],
     device: str,
     flush_cache: bool,
+    watch: FileWatch | None = None,
 ) -> CaseResult:
-    """Evaluate ``task``; never raises for anything the case or candidate does."""
+    """Evaluate ``task``; never raises for anything the case or candidate does.
+
+    ``watch``, when given, is checked after the candidate's processes are gone if the candidate was
+    not confined by Landlock: a changed file outside its scratch folder makes the result an error.
+    """
     started = time.monotonic()
     deadline = started + config.timeout_s
     case = task.case
@@ -146,55 +163,93 @@ def evaluate(
             result.status = "fail"
             return _finish(result, started)
 
-        problem = _measure(result, config.timing, reference, candidate, flush_cache, left)
+        timing = for_backend(config.timing, get_backend(task.backend).timing_overrides)
+        problem = _measure(result, timing, reference, candidate, flush_cache, left)
         if problem:
             result.reason = problem
             return _finish(result, started)
+        result.phase = PHASE_CORRECTNESS
         for key, label, field_name in (
-            ("timed", "the output of the last timed call", "timed_output_ok"),
-            ("fresh", "the output for fresh values in the same input tensors (cached result?)", "fresh_output_ok"),
+            ("timed", "the output of the last timed call (cached result?)", "timed_output_ok"),
+            (
+                "fresh",
+                "the output for fresh values in the same input tensors (cached result?)",
+                "fresh_output_ok",
+            ),
         ):
             method = "timed_output" if key == "timed" else "fresh_output"
-            outputs = candidate.call(method, left())["outputs"]
-            verdict = reference.call("compare", left(), key=key, outputs=outputs)
+            _, forward = candidate.call_forwarding(method, left())
+            verdict = reference.call("compare", left(), key=key, forward=forward)
             setattr(correctness, field_name, verdict["ok"])
             if not verdict["ok"]:
                 result.status = "fail"
                 result.reason = f"{label} is wrong: {verdict['reason']}"
                 return _finish(result, started)
+        result.phase = PHASE_SOLUTION
         assert result.reference_timing and result.solution_timing
         result.speedup = result.reference_timing.median_ms / result.solution_timing.median_ms
         result.status = "pass"
         result.reason = None
     except WorkerFailure as exc:
         result.status = "error"
-        result.phase = exc.phase or result.phase
+        if exc.phase:
+            result.phase = exc.phase
         result.reason = str(exc)
-        if exc.phase == PHASE_INIT:
-            result.phase = PHASE_INIT
-    except WorkerTimeout:
-        reference.kill()  # it may be mid-request; a fresh one is started for the next case
+    except WorkerTimeout as exc:
         result.status = "timeout"
-        result.reason = f"no result within the {config.timeout_s:g} s timeout (phase {result.phase})"
+        waiting = "" if exc.role == "candidate" else f"; waiting for the {exc.role} worker"
+        result.reason = f"no result within the {config.timeout_s:g} s timeout (phase {result.phase}{waiting})"
     except WorkerCrashed as exc:
-        reference.kill()
         result.status = "error"
-        result.exit_code = exc.exitcode
-        result.signal = exc.signal_name
-        result.reason = f"candidate {exc} (phase {result.phase})"
+        if exc.role == "candidate":
+            result.exit_code = exc.exitcode
+            result.signal = exc.signal_name
+            result.reason = f"{exc} (phase {result.phase})"
+        else:
+            result.reason = f"{exc} (phase {result.phase}); the reference worker is replaced"
     finally:
         if candidate is not None:
+            candidate.thaw()
             candidate.kill()
-        result.stdout, cut_out = read_tail(scratch / "stdout.txt", config.output_limit_bytes)
-        result.stderr, cut_err = read_tail(scratch / "stderr.txt", config.output_limit_bytes)
-        result.output_truncated = cut_out or cut_err
+            _take_outcome(result, candidate, config.output_limit_bytes)
+            _check_files(result, candidate, watch)
         remove_scratch(scratch)
         _release_reference(reference, left)
     return _finish(result, started)
 
 
+def _take_outcome(result: CaseResult, candidate: Worker, limit: int) -> None:
+    """Copy what the candidate's keeper reported (output tails, leftovers) into ``result``."""
+    outcome = candidate.outcome or {}
+    result.stdout = str(outcome.get("stdout", ""))[-limit:] if limit else ""
+    result.stderr = str(outcome.get("stderr", ""))[-limit:] if limit else ""
+    result.output_truncated = bool(outcome.get("truncated", False))
+    leftovers = int(outcome.get("leftovers") or 0)
+    if leftovers:
+        result.warnings.append(
+            f"the candidate left {leftovers} process(es) running after its worker; they were killed"
+        )
+
+
+def _check_files(result: CaseResult, candidate: Worker, watch: FileWatch | None) -> None:
+    """Blame the candidate for files changed outside its scratch folder, where nothing forbade it."""
+    sandbox = candidate.sandbox or {}
+    if watch is None or sandbox.get("landlock"):
+        return
+    changed, restored = watch.check()
+    if not changed:
+        return
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    result.status = "error"
+    result.speedup = None
+    result.reason = f"the candidate changed files outside its scratch folder: {shown}" + (
+        f" ({len(restored)} restored)" if restored else ""
+    )
+
+
 def _release_reference(reference: Worker, left: Callable[[], float]) -> None:
     if not reference.alive:
+        reference.kill()
         return
     try:
         reference.call("finish", max(5.0, left()))
@@ -211,12 +266,12 @@ def _check_correctness(
     left: Callable[[], float],
 ) -> bool:
     for index in range(trials):
-        reply = candidate.call("run_trial", left(), index=index)
-        if not reply["inputs_unchanged"]:
+        reply, forward = candidate.call_forwarding("run_trial", left(), index=index)
+        if not isinstance(reply, dict) or reply.get("inputs_unchanged") is not True:
             report.inputs_unchanged = False
             report.first_failure = result.reason = f"trial {index}: the candidate modified its input tensors"
             return False
-        verdict = reference.call("compare", left(), key=str(index), outputs=reply["outputs"])
+        verdict = reference.call("compare", left(), key=str(index), forward=forward)
         for name in ("max_abs_error", "max_rel_error"):
             value = verdict.get(name)
             if value is not None:
@@ -229,6 +284,20 @@ def _check_correctness(
         report.passed_trials += 1
     report.inputs_unchanged = True
     return True
+
+
+_Round = tuple[list[float], float]  # samples (ms) the worker reported, seconds the supervisor measured
+
+
+def _reference_call(
+    reference: Worker, candidate: Worker, method: str, left: Callable[[], float], **kw: Any
+) -> Any:
+    """A reference request with the candidate's processes stopped: nothing it left running competes."""
+    candidate.freeze()
+    try:
+        return reference.call(method, left(), **kw)
+    finally:
+        candidate.thaw()
 
 
 def _measure(
@@ -244,56 +313,88 @@ def _measure(
     Returns why the candidate's timings cannot be trusted, or None.
     """
     result.phase = PHASE_BASELINE
-    ref_estimate = reference.call("warmup", left(), calls=timing.min_warmup)["estimate_ms"]
+    ref_estimate = _reference_call(reference, candidate, "warmup", left, calls=timing.min_warmup)[
+        "estimate_ms"
+    ]
     result.phase = PHASE_SOLUTION
     cand_estimate = candidate.call("warmup", left(), calls=timing.min_warmup)["estimate_ms"]
-    slower = max(ref_estimate, cand_estimate, 1e-6)
+    slower = max(_finite(ref_estimate), _finite(cand_estimate), 1e-6)
     extra = warmup_calls(slower, timing) - timing.min_warmup
     if extra > 0:
         result.phase = PHASE_BASELINE
-        reference.call("warmup", left(), calls=extra)
+        _reference_call(reference, candidate, "warmup", left, calls=extra)
         result.phase = PHASE_SOLUTION
         candidate.call("warmup", left(), calls=extra)
     # Both get the same number of samples, sized by the slower of the two so the budget holds.
     repetitions = plan_repetitions(slower, timing)
     per_round = repetitions // timing.rounds
-    ref_samples: list[float] = []
-    cand_samples: list[float] = []
-    ref_wall = cand_wall = 0.0
+    ref_rounds: list[_Round] = []
+    cand_rounds: list[_Round] = []
     for _ in range(timing.rounds):
         result.phase = PHASE_BASELINE
         t0 = time.perf_counter()
-        ref_samples += reference.call("time", left(), repetitions=per_round, flush_cache=flush_cache)["samples_ms"]
-        ref_wall += time.perf_counter() - t0
+        samples = _reference_call(
+            reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache
+        )
+        ref_rounds.append((_samples(samples), time.perf_counter() - t0))
         result.phase = PHASE_SOLUTION
         t0 = time.perf_counter()
-        cand_samples += candidate.call("time", left(), repetitions=per_round, flush_cache=flush_cache)["samples_ms"]
-        cand_wall += time.perf_counter() - t0
+        samples = candidate.call("time", left(), repetitions=per_round, flush_cache=flush_cache)
+        cand_rounds.append((_samples(samples), time.perf_counter() - t0))
+    ref_samples = [s for samples, _ in ref_rounds for s in samples]
+    cand_samples = [s for samples, _ in cand_rounds for s in samples]
+    if len(cand_samples) != per_round * timing.rounds or any(s < 0 for s in cand_samples):
+        return (
+            f"the candidate reported {len(cand_samples)} timing samples for {per_round * timing.rounds} calls"
+        )
     warm = timing.min_warmup + max(0, extra)
     result.reference_timing = TimingStats.from_samples(ref_samples, warm)
     result.solution_timing = TimingStats.from_samples(cand_samples, warm)
     result.timed_time_s = (sum(ref_samples) + sum(cand_samples)) / 1000.0
-    return timer_inconsistency(ref_samples, ref_wall, cand_samples, cand_wall)
+    for who, worker in (("reference", reference), ("candidate", candidate)):
+        notes = worker.call("timing_notes", left()).get("notes", [])
+        result.warnings += [f"{who} timing: {str(n)[:500]}" for n in notes[:20]]
+    return timer_inconsistency(ref_rounds, cand_rounds)
 
 
-def timer_inconsistency(
-    ref_samples: list[float], ref_wall_s: float, cand_samples: list[float], cand_wall_s: float
-) -> str | None:
+def _samples(reply: Any) -> list[float]:
+    """The samples of a timing reply as finite floats (a candidate's reply is not trusted to be)."""
+    samples = reply.get("samples_ms") if isinstance(reply, dict) else None
+    if not isinstance(samples, list):
+        return []
+    return [float(s) if isinstance(s, (int, float)) and math.isfinite(s) else -1.0 for s in samples]
+
+
+def _finite(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else 0.0
+
+
+def timer_inconsistency(ref_rounds: list[_Round], cand_rounds: list[_Round]) -> str | None:
     """Why the candidate's reported times cannot be true, judged by the supervisor's own clock.
 
     The candidate's samples are taken inside its own process, which it could patch. The supervisor
-    times each round from outside: the candidate cannot have spent more than that, and what it did
-    not report must be explained by the per-call overhead the reference showed.
+    times each round from outside: the candidate cannot have spent more than that in its calls, and
+    what it did not report must be explained by what the protocol cost the trusted reference (its
+    worst round, so that noise does not count against the candidate).
     """
-    reported = sum(cand_samples) / 1000.0
-    if reported > cand_wall_s * 1.05 + 0.01:
-        return f"candidate reported {reported:.3f} s of timed calls in {cand_wall_s:.3f} s of wall time"
-    overhead_per_call = max(0.0, ref_wall_s - sum(ref_samples) / 1000.0) / max(1, len(ref_samples))
-    explained = reported + overhead_per_call * len(cand_samples)
-    if cand_wall_s > TIMER_SLACK_FACTOR * explained + TIMER_SLACK_S:
+    reported = sum(sum(samples) for samples, _ in cand_rounds) / 1000.0
+    wall = sum(w for _, w in cand_rounds)
+    if reported > wall * 1.05 + 0.01:
+        return f"candidate reported {reported:.3f} s of timed calls in {wall:.3f} s of wall time"
+    allowance = max((max(0.0, w - sum(samples) / 1000.0) for samples, w in ref_rounds), default=0.0)
+    unexplained = [max(0.0, w - sum(samples) / 1000.0 - allowance) for samples, w in cand_rounds]
+    suspicious = sum(
+        1
+        for u, (_, w) in zip(unexplained, cand_rounds, strict=True)
+        if u > max(TIMER_ROUND_FLOOR_S, TIMER_UNEXPLAINED_SHARE * w)
+    )
+    if sum(unexplained) > TIMER_FLOOR_S and suspicious >= max(
+        1, math.ceil(TIMER_ROUNDS_SHARE * len(cand_rounds))
+    ):
         return (
-            f"candidate's timer is not trustworthy: its timed calls took {cand_wall_s:.3f} s of wall time "
-            f"but it reported {reported:.3f} s"
+            f"candidate's timer is not trustworthy: its timed rounds took {wall:.3f} s on the supervisor's "
+            f"clock, but it reported {reported:.3f} s of calls and the protocol explains at most "
+            f"{allowance * len(cand_rounds):.3f} s more"
         )
     return None
 

@@ -16,7 +16,7 @@ from harness.artifacts import write_artifact
 from harness.cases import discover
 from harness.environment import host_environment
 from harness.errors import BadInput, ExitCode
-from harness.journal import JOURNAL_NAME, Journal, read_journal
+from harness.journal import JOURNAL_NAME, Journal, read_journal, resume_settings
 from harness.payloads import leaderboard_payload, run_payload
 from harness.results import CaseResult
 
@@ -49,17 +49,17 @@ def run_suite(
 ) -> int:
     """Run the suite described by the CLI ``options``; returns the exit code."""
     from harness.report import ProgressObserver, results_table, summary_lines
-    from harness.runner import Runner
+    from harness.runner import Runner, needs_file_watch
+    from harness.supervisor import FileWatch, default_watch_roots
 
     done: list[CaseResult] = []
     if options.get("resume"):
         out = Path(options["resume"])
         state = read_journal(out / JOURNAL_NAME)
-        saved = state.header["options"]
+        saved, run_seed = resume_settings(state, out / JOURNAL_NAME)
         options = {**options, **saved, "resume": out, "out": out}
         options["suite"], options["solutions"] = Path(saved["suite"]), Path(saved["solutions"])
         done = state.results
-        run_seed = state.header["run_seed"]
         journal = Journal(out / JOURNAL_NAME)
     else:
         if not options.get("solutions"):
@@ -67,7 +67,8 @@ def run_suite(
         out = Path(options["out"] or Path("results") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
         if (out / JOURNAL_NAME).exists() and not options.get("overwrite"):
             raise BadInput(
-                f"{out} already holds a run; continue it with --resume {out}, or pass --overwrite to start afresh"
+                f"{out} already holds a run; continue it with --resume {out}, "
+                "or pass --overwrite to start afresh"
             )
         run_seed = None
         journal = None
@@ -78,7 +79,14 @@ def run_suite(
     cases = discover(options["suite"], options["tiers"], options["names"], options["keyword"])
     if not cases:
         raise BadInput(f"no case in {options['suite']} matches the filters given")
-    config = make_config(**{**options, "backend": options["backend"] if options["backend"] != "all" else "cpu"})
+    try:
+        config = make_config(
+            **{**options, "backend": options["backend"] if options["backend"] != "all" else "cpu"}
+        )
+    except (TypeError, ValueError, KeyError) as exc:
+        raise BadInput(
+            f"{out / JOURNAL_NAME}: the run's saved options are unusable ({exc}); start the run again"
+        ) from exc
     devices = [d.strip() for d in options["devices"].split(",")] if options.get("devices") else None
 
     runner = Runner(config, solutions, pass_n=options["pass_n"], devices=devices)
@@ -89,7 +97,14 @@ def run_suite(
             out / JOURNAL_NAME,
             {"options": _jsonable(options), "run_seed": runner.run_seed, "cases": [c.name for c in cases]},
         )
-    provenance = make_provenance({**config.to_json(), **_jsonable(options), "run_seed": runner.run_seed}, options["suite"])
+    if needs_file_watch(config.isolation):
+        # No Landlock here: writes outside scratch folders can only be detected (and partly undone).
+        runner.watch = FileWatch(default_watch_roots(options["suite"], solutions, out))
+    provenance = make_provenance(
+        {**config.to_json(), **_jsonable(options), "run_seed": runner.run_seed},
+        options["suite"],
+        options.get("runtime_note"),
+    )
     environment = host_environment()
     finished: list[CaseResult] = list(done)
 
@@ -116,6 +131,11 @@ def run_suite(
             interrupted = True
             backend_runs = []
     journal.close()
+    if journal.repairs:
+        console(stderr=True).print(
+            f"[yellow]warning:[/] {out / JOURNAL_NAME} was changed by another process during the run; "
+            f"restored {journal.repairs} time(s)"
+        )
     environment["backends"] = {b.backend: b.environment for b in backend_runs}
     for b in backend_runs:
         for warning in b.warnings:

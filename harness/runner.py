@@ -7,6 +7,7 @@ evaluated. One reference worker per device is reused; each candidate gets a fres
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import secrets
 import threading
@@ -21,7 +22,31 @@ from harness.errors import EnvironmentUnavailable
 from harness.evaluate import EvalConfig, Task, evaluate
 from harness.results import CaseResult
 from harness.scoring import apply_score
-from harness.supervisor import InProcessWorker, ProcessWorker, WorkerCrashed, WorkerFailure, WorkerTimeout
+from harness.supervisor import (
+    CandidateProcess,
+    FileWatch,
+    InProcessWorker,
+    ReferenceProcess,
+    WatchRoot,
+    WorkerCrashed,
+    WorkerFailure,
+    WorkerTimeout,
+)
+from harness.worker import landlock_abi
+
+# HARNESS_SANDBOX=off turns Landlock off (for testing the file-watch fallback); the supervisor's
+# environment decides, never the candidate's.
+SANDBOX_ENV = "HARNESS_SANDBOX"
+
+
+def sandbox_enabled() -> bool:
+    """Whether candidates are to be confined with Landlock (where the kernel has it)."""
+    return os.environ.get(SANDBOX_ENV, "on").lower() not in ("off", "0", "no", "false")
+
+
+def needs_file_watch(isolation: str) -> bool:
+    """Whether writes outside scratch folders can only be detected, not prevented, here."""
+    return isolation != "process" or not sandbox_enabled() or landlock_abi() < 1
 
 
 class Observer(Protocol):
@@ -83,7 +108,13 @@ def best_attempt(attempts: Sequence[CaseResult]) -> CaseResult:
     chosen = max(passing, key=lambda r: r.speedup or 0.0) if passing else attempts[0]
     if len(attempts) > 1:
         chosen.attempts = [
-            {"attempt": r.attempt, "status": r.status, "speedup": r.speedup, "solution": r.solution_path, "reason": r.reason}
+            {
+                "attempt": r.attempt,
+                "status": r.status,
+                "speedup": r.speedup,
+                "solution": r.solution_path,
+                "reason": r.reason,
+            }
             for r in attempts
         ]
     return chosen
@@ -100,8 +131,11 @@ class Runner:
         observer: Observer | None = None,
         on_result: Callable[[CaseResult], None] | None = None,
         devices: Sequence[str] | None = None,
+        watch: FileWatch | None = None,
     ) -> None:
         self.config = config
+        self.watch = watch
+        self.sandbox = sandbox_enabled()
         self.solutions = solutions
         self.pass_n = max(1, pass_n)
         self.observer = observer or _Silent()
@@ -119,7 +153,11 @@ class Runner:
         return [Task(case, path, backend, attempt=i) for i, path in enumerate(paths[: self.pass_n])]
 
     def run(
-        self, backends: Sequence[str], cases: Sequence[Case], done: Sequence[CaseResult] = (), strict_backend: bool = True
+        self,
+        backends: Sequence[str],
+        cases: Sequence[Case],
+        done: Sequence[CaseResult] = (),
+        strict_backend: bool = True,
     ) -> RunOutcome:
         """Evaluate ``cases`` on each backend, skipping what ``done`` already holds (resume)."""
         finished = {r.key for r in done}
@@ -140,7 +178,9 @@ class Runner:
             plan.append((name, devices, todo))
         self.observer.planned(sum(len(todo) for _, _, todo in plan))
         interrupted = False
-        for (name, devices, todo), backend_run in zip(plan, [r for r in runs if r.status == "ran"], strict=True):
+        for (name, devices, todo), backend_run in zip(
+            plan, [r for r in runs if r.status == "ran"], strict=True
+        ):
             new, env = self._run_backend(name, devices, todo)
             backend_run.environment = env
             results.extend(new)
@@ -150,20 +190,24 @@ class Runner:
         return RunOutcome(results=results, backends=runs, interrupted=interrupted)
 
     def stop(self) -> None:
-        """Stop handing out cases and kill the workers in flight (Ctrl-C)."""
+        """Stop handing out cases and end the workers in flight (Ctrl-C); device threads clean up."""
         self._stop.set()
         with self._lock:
             active = list(self._active)
         for worker in active:
             with contextlib.suppress(Exception):
-                worker.kill()
+                interrupt = getattr(worker, "interrupt", None)
+                if interrupt is not None:
+                    interrupt()
 
     def _emit(self, result: CaseResult) -> None:
         with self._lock:
             self.on_result(result)
         self.observer.case_finished(result)
 
-    def _run_backend(self, backend: str, devices: list[str], cases: list[Case]) -> tuple[list[CaseResult], dict[str, Any]]:
+    def _run_backend(
+        self, backend: str, devices: list[str], cases: list[Case]
+    ) -> tuple[list[CaseResult], dict[str, Any]]:
         pending: queue.Queue[Case] = queue.Queue()
         for case in cases:
             pending.put(case)
@@ -190,9 +234,17 @@ class Runner:
         return results, environment
 
     def _new_worker(self, role: str, backend: str, device: str, scratch: Path | None = None) -> Any:
-        cls = ProcessWorker if self.config.isolation == "process" else InProcessWorker
-        worker = cls(role, backend, device, scratch)
+        """A fresh worker: the reference (reused by the caller) or one candidate's (used once)."""
+        worker: Any
+        if self.config.isolation != "process":
+            worker = InProcessWorker(role, backend, device, scratch)
+        elif role == "reference":
+            worker = ReferenceProcess(backend, device)
+        else:
+            assert scratch is not None
+            worker = CandidateProcess(backend, device, scratch, self.config.output_limit_bytes, self.sandbox)
         with self._lock:
+            self._active = {w for w in self._active if getattr(w, "alive", False)}
             self._active.add(worker)
         return worker
 
@@ -243,6 +295,7 @@ class Runner:
                             lambda scratch: self._new_worker("candidate", backend, device, scratch),
                             device,
                             flush,
+                            self.watch,
                         )
                     )
                     if self._stop.is_set():
@@ -259,7 +312,9 @@ class Runner:
                 self._active = {w for w in self._active if getattr(w, "alive", False)}
 
 
-def evaluate_single(task: Task, config: EvalConfig, device: str | None = None) -> tuple[CaseResult, dict[str, Any]]:
+def evaluate_single(
+    task: Task, config: EvalConfig, device: str | None = None
+) -> tuple[CaseResult, dict[str, Any]]:
     """One evaluation outside a suite run (``harness eval``): the result and the device's environment."""
     backend = get_backend(task.backend)
     if device is None:
@@ -267,7 +322,22 @@ def evaluate_single(task: Task, config: EvalConfig, device: str | None = None) -
     reason = task.case.skip_reason(task.backend)
     if reason:
         return skipped(task.case, task.backend, reason), {}
-    runner = Runner(config, solutions=task.solution.parent if task.solution else Path("."))
+    watch = None
+    if needs_file_watch(config.isolation):
+        import harness
+
+        roots = [WatchRoot(task.case.path.resolve().parent, depth=1, restore=True)]
+        if task.solution is not None:
+            roots.append(WatchRoot(task.solution.resolve().parent, depth=1, restore=True))
+        roots.append(
+            WatchRoot(
+                Path(harness.__file__).resolve().parent, restore=True, ignore=frozenset({"__pycache__"})
+            )
+        )
+        if os.environ.get("HOME"):
+            roots.append(WatchRoot(Path(os.environ["HOME"]), depth=1))
+        watch = FileWatch(roots)
+    runner = Runner(config, solutions=task.solution.parent if task.solution else Path("."), watch=watch)
     flush = config.timing.flush_cache
     if flush is None:
         flush = backend.flush_cache_by_default
@@ -284,6 +354,7 @@ def evaluate_single(task: Task, config: EvalConfig, device: str | None = None) -
             lambda scratch: runner._new_worker("candidate", task.backend, device, scratch),
             device,
             flush,
+            watch,
         )
     finally:
         reference.close()

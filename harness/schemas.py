@@ -22,6 +22,9 @@ ARTIFACT_SCHEMAS = {
     "run_result": "v1/run-result.schema.json",
     "leaderboard": "v1/leaderboard.schema.json",
     "manifest": "v1/manifest.schema.json",
+    "comparison": "v1/comparison.schema.json",
+    "eval_report": "v1/eval-report.schema.json",
+    "calibration": "v1/calibration.schema.json",
 }
 
 

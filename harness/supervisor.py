@@ -1,30 +1,46 @@
-"""Process isolation: worker processes, deadlines, crash reports, and cleanup of what a candidate left.
+"""Process isolation: worker processes, deadlines, crash reports, cleanup, and the file watch.
 
-The supervisor never runs candidate code. It starts a fresh candidate worker per evaluation from a
-fork server that has already imported torch (cheap to fork, nothing inherited from earlier
-candidates), talks to it through a pipe it reads with `harness.wire` only, and kills the worker's
-process group, plus any process carrying the evaluation's token, when the evaluation ends.
+The supervisor never runs candidate code. Workers come from a fork server that has already imported
+torch. The reference worker (trusted) is reused across cases. Each evaluation gets a fresh candidate
+keeper (`harness.worker.keeper_main`), which starts the candidate worker under Landlock as a child
+subreaper and kills everything the candidate started when the evaluation ends. Replies are read with
+`harness.wire` only (never unpickled); each echoes its request's number, so a reply that arrives
+late or out of order is a protocol error, never a result, and the worker is not used again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import secrets
 import shutil
 import signal
+import stat
 import tempfile
+import threading
 import time
-from multiprocessing.connection import Connection
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing import reduction
 from pathlib import Path
 from typing import Any
 
 from harness import wire
-from harness.worker import TOKEN_ENV, dispatch, worker_main
+from harness.worker import (
+    TOKEN_ENV,
+    descendants,
+    dispatch,
+    keeper_main,
+    reference_main,
+    signal_all,
+)
 
 _CONTEXT: Any = None
-_READY_TIMEOUT_S = 120.0
+_CONTEXT_LOCK = threading.Lock()
+_OUTCOME_WAIT_S = 10.0
 
 
 class WorkerFailure(Exception):
@@ -40,101 +56,423 @@ class WorkerFailure(Exception):
 class WorkerCrashed(Exception):
     """The worker process died or closed its pipe without answering."""
 
-    def __init__(self, exitcode: int | None) -> None:
+    def __init__(self, exitcode: int | None, role: str = "candidate", signal_name: str | None = None) -> None:
         self.exitcode = exitcode
-        self.signal_name: str | None = None
-        if exitcode is not None and exitcode < 0:
+        self.role = role
+        self.signal_name = signal_name
+        if self.signal_name is None and exitcode is not None and exitcode < 0:
             with contextlib.suppress(ValueError):
                 self.signal_name = signal.Signals(-exitcode).name
-        what = f"killed by {self.signal_name}" if self.signal_name else f"exited with code {exitcode}"
-        super().__init__(f"worker process {what} without delivering a result")
+        if self.signal_name:
+            what = f"killed by {self.signal_name}"
+        elif exitcode is None:
+            what = "vanished"
+        else:
+            what = f"exited with code {exitcode}"
+        super().__init__(f"{role} worker process {what} without delivering a result")
 
 
 class WorkerTimeout(Exception):
     """The evaluation's deadline passed while waiting for the worker."""
 
+    def __init__(self, role: str = "candidate") -> None:
+        super().__init__(f"{role} worker gave no answer in time")
+        self.role = role
+
 
 def context() -> Any:
     """The multiprocessing context: a fork server that preloads torch and the worker module."""
     global _CONTEXT
-    if _CONTEXT is None:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["numpy", "torch", "harness.worker", "harness.backends.cpu", "harness.correctness"])
-        _CONTEXT = ctx
+    with _CONTEXT_LOCK:
+        if _CONTEXT is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(
+                ["numpy", "torch", "harness.worker", "harness.backends.cpu", "harness.correctness"]
+            )
+            _install_main_module_skip()
+            _CONTEXT = ctx
     return _CONTEXT
 
 
-class ProcessWorker:
-    """A worker in its own process, reached through a pipe; see `harness.worker`."""
+_SKIP_MAIN = threading.local()
 
-    def __init__(self, role: str, backend: str, device: str, scratch: Path | None = None) -> None:
-        self.role = role
-        self.scratch = scratch
-        self.token = secrets.token_hex(8)
-        ctx = context()
-        self._conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(
-            target=worker_main,
-            args=(child, role, backend, device, str(scratch) if scratch else None, self.token),
-            name=f"harness-{role}",
-        )
-        self.process.start()
-        child.close()
+
+def _install_main_module_skip() -> None:
+    """Workers never need the supervisor's ``__main__``: don't let multiprocessing re-run it in each.
+
+    Started as the ``harness`` console script, every worker would otherwise re-import the CLI (click,
+    rich, every extension command) before doing anything: a tenth of a second per candidate.
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+    if getattr(original, "_harness_wrapped", False):
+        return
+
+    def get_preparation_data(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = original(name)
+        if getattr(_SKIP_MAIN, "on", False):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    get_preparation_data._harness_wrapped = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = get_preparation_data
+
+
+def _start(process: Any) -> None:
+    _SKIP_MAIN.on = True
+    try:
+        process.start()
+    finally:
+        _SKIP_MAIN.on = False
+
+
+class SealedReply:
+    """A worker's large reply: a memfd the kernel keeps anyone from changing, passed on by descriptor."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd: int | None = fd
+        self.size = size
+
+    def decode(self) -> Any:
+        """The payload, its tensors sharing a private mapping of the memfd; closes the descriptor."""
+        assert self.fd is not None
+        try:
+            return wire.decode(wire.map_sealed(self.fd, self.size))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class _PipeWorker:
+    """A worker process reached through a pipe: numbered requests, `harness.wire` replies."""
+
+    role = "worker"
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self.desynced = False
+        self.token = ""
+        self.scratch: Path | None = None
+        self.process: Any = None
+        self._conn: Any = None
+
+    def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any:
+        """Send one request and wait at most ``timeout_s`` for its reply; returns the reply's value."""
+        body, _ = self._request(method, timeout_s, kwargs, keep_bytes=False)
+        return _unwrap(body)
+
+    def call_forwarding(self, method: str, timeout_s: float, **kwargs: Any) -> tuple[Any, Any]:
+        """Like `call`, plus the reply's raw bytes, to be passed on (``forward=``) to the reference worker."""
+        body, data = self._request(method, timeout_s, kwargs, keep_bytes=True)
+        return _unwrap(body), data
+
+    def _request(
+        self, method: str, timeout_s: float, kwargs: dict[str, Any], keep_bytes: bool
+    ) -> tuple[Any, Any]:
+        if self.desynced:
+            raise WorkerFailure(
+                f"{self.role} worker is out of step with the supervisor", None, "ProtocolError"
+            )
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        self._seq += 1
+        forward = kwargs.pop("forward", None)
+        blob: Any = None
+        if isinstance(forward, SealedReply):
+            blob = ("sealed", forward.size)
+        elif isinstance(forward, (bytes, bytearray, memoryview)):
+            blob = "bytes"
+        elif forward is not None:
+            kwargs["forward"] = forward
+        try:
+            self._conn.send((self._seq, method, kwargs, blob))
+            if blob == "bytes":
+                self._conn.send_bytes(forward)
+            elif blob is not None:
+                reduction.send_handle(self._conn, forward.fd, self.process.pid)
+        except (BrokenPipeError, OSError) as exc:
+            self.desynced = True
+            raise self._crashed() from exc
+        finally:
+            if isinstance(forward, SealedReply):
+                forward.close()
+        try:
+            data: Any = self._receive(deadline)
+            body = wire.decode_body(data)
+            if isinstance(body, dict) and "sealed" in body and "ok" not in body:
+                self._check_seq(body)
+                data = self._receive_sealed(body["sealed"], deadline)
+                body = wire.read_sealed_body(data.fd, data.size)
+            self._check_seq(body)
+            if not keep_bytes:
+                body = data.decode() if isinstance(data, SealedReply) else wire.decode(data)
+        except (WorkerTimeout, WorkerCrashed):
+            self.desynced = True  # a late reply would answer the wrong request
+            raise
+        except wire.WireError as exc:
+            self.desynced = True
+            raise WorkerFailure(
+                f"{self.role} worker sent a malformed reply: {exc}", None, "WireError"
+            ) from exc
+        return body, data
+
+    def _check_seq(self, body: Any) -> None:
+        if not isinstance(body, dict) or body.get("seq") != self._seq:
+            self.desynced = True
+            raise WorkerFailure(
+                f"{self.role} worker's reply does not answer the request (protocol out of step)",
+                None,
+                "ProtocolError",
+            )
+
+    def _receive(self, deadline: float) -> bytes:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerTimeout(self.role)
+            ready = multiprocessing.connection.wait(
+                [self._conn, *self._watched()], timeout=min(remaining, 1.0)
+            )
+            if self._conn in ready:
+                try:
+                    return bytes(self._conn.recv_bytes())
+                except (EOFError, OSError) as exc:
+                    raise self._crashed() from exc
+            if ready:
+                self._on_watched(ready)
+
+    def _receive_sealed(self, size: Any, deadline: float) -> SealedReply:
+        """The memfd that follows a sealed reply's envelope, checked to be sealed and of ``size`` bytes."""
+        if type(size) is not int:
+            raise wire.WireError("sealed reply without a size")
+        while not self._conn.poll(0):
+            if time.monotonic() >= deadline:
+                raise WorkerTimeout(self.role)
+            multiprocessing.connection.wait([self._conn, *self._watched()], timeout=0.5)
+            if not self._conn.poll(0):
+                self._on_watched([])
+        try:
+            fd = reduction.recv_handle(self._conn)
+        except (EOFError, OSError, RuntimeError) as exc:
+            raise wire.WireError(f"no sealed memfd after a sealed reply ({exc})") from exc
+        reply = SealedReply(fd, size)
+        try:
+            wire.check_sealed(fd, size)
+        except wire.WireError:
+            reply.close()
+            raise
+        return reply
+
+    def _watched(self) -> list[Any]:
+        return []
+
+    def _on_watched(self, ready: list[Any]) -> None:
+        """Something besides the reply pipe became ready while waiting; may raise WorkerCrashed."""
+
+    def _crashed(self) -> WorkerCrashed:
+        raise NotImplementedError
 
     @property
     def alive(self) -> bool:
-        return bool(self.process.is_alive())
+        return bool(self.process is not None and self.process.is_alive()) and not self.desynced
 
-    def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any:
-        """Send one request and wait at most ``timeout_s`` for its reply."""
-        try:
-            self._conn.send((method, kwargs))
-        except (BrokenPipeError, OSError) as exc:
-            raise self._crashed() from exc
-        return _unwrap(_receive(self._conn, self.process, timeout_s, self._crashed))
+    def freeze(self) -> None:
+        """Stop every process of this worker (while the other worker is timed)."""
+
+    def thaw(self) -> None:
+        """Let the processes `freeze` stopped run again."""
+
+
+class ReferenceProcess(_PipeWorker):
+    """The trusted reference worker: imports suite files only; reused until it fails or falls out of step."""
+
+    role = "reference"
+
+    def __init__(self, backend: str, device: str) -> None:
+        super().__init__()
+        ctx = context()
+        self._conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(
+            target=reference_main, args=(child, backend, device, os.getpid()), name="harness-reference"
+        )
+        _start(self.process)
+        child.close()
+
+    def _watched(self) -> list[Any]:
+        return [self.process.sentinel]
+
+    def _on_watched(self, ready: list[Any]) -> None:
+        if self._conn.poll(0):
+            return
+        raise self._crashed()
 
     def _crashed(self) -> WorkerCrashed:
         self.process.join(timeout=5)
-        return WorkerCrashed(self.process.exitcode)
+        return WorkerCrashed(self.process.exitcode, role=self.role)
+
+    def interrupt(self) -> None:
+        """Kill the process now (from another thread, e.g. on Ctrl-C); the owner cleans up."""
+        with contextlib.suppress(Exception):
+            self.process.kill()
 
     def kill(self) -> None:
-        """Kill the worker, its process group and every process that carries its token."""
-        pid = self.process.pid
-        if pid is not None and self.role == "candidate":
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             self.process.kill()
         self.process.join(timeout=10)
-        kill_marked_processes(self.token)
         with contextlib.suppress(Exception):
             self._conn.close()
 
     def close(self) -> None:
         """Ask the worker to stop; kill it if it does not."""
-        if self.alive and self.role == "reference":
+        if self.alive:
             with contextlib.suppress(Exception):
                 self.call("stop", 10)
             self.process.join(timeout=10)
         self.kill()
 
 
-def _receive(conn: Connection, process: Any, timeout_s: float, crashed: Any) -> Any:
-    deadline = time.monotonic() + max(0.0, timeout_s)
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WorkerTimeout()
-        try:
-            if conn.poll(min(remaining, 1.0)):
-                data = conn.recv_bytes()
-                return wire.decode(data)
-        except (EOFError, OSError) as exc:
-            raise crashed() from exc
-        except wire.WireError as exc:
-            raise WorkerFailure(f"worker sent a malformed reply: {exc}", None, "WireError") from exc
-        if not process.is_alive() and not conn.poll(0):
-            raise crashed()
+class CandidateProcess(_PipeWorker):
+    """One candidate's keeper and worker (see `harness.worker.keeper_main`); used for one evaluation.
+
+    After `kill`, ``outcome`` holds what the keeper reported: the worker's exit code or signal, the
+    tails of its stdout and stderr, and how many leftover processes it killed; ``sandbox`` says
+    whether Landlock was enforced.
+    """
+
+    role = "candidate"
+
+    def __init__(
+        self, backend: str, device: str, scratch: Path, output_limit: int = 16384, sandbox: bool = True
+    ) -> None:
+        super().__init__()
+        ctx = context()
+        self.scratch = scratch
+        self.token = secrets.token_hex(8)
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._status, status_w = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=keeper_main,
+            args=(
+                child,
+                status_w,
+                backend,
+                device,
+                str(scratch),
+                self.token,
+                os.getpid(),
+                output_limit,
+                sandbox,
+            ),
+            name="harness-candidate",
+        )
+        _start(self.process)
+        child.close()
+        status_w.close()
+        self.worker_pid: int | None = None
+        self.sandbox: dict[str, Any] | None = None
+        self.outcome: dict[str, Any] | None = None
+        self._frozen: list[int] = []
+        self._killed = False
+
+    @property
+    def alive(self) -> bool:
+        return self.outcome is None and super().alive
+
+    def _watched(self) -> list[Any]:
+        return [self._status, self.process.sentinel]
+
+    def _on_watched(self, ready: list[Any]) -> None:
+        self._read_status(0)
+        if self.outcome is not None or not self.process.is_alive():
+            if self._conn.poll(0):
+                return  # the reply came before the exit: take it
+            raise self._crashed()
+
+    def _read_status(self, timeout_s: float) -> None:
+        """Take in the keeper's messages; wait up to ``timeout_s`` for the first one."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if not self._status.poll(max(0.0, deadline - time.monotonic())):
+                    return
+                message = json.loads(self._status.recv_bytes())
+            except (EOFError, OSError, ValueError):
+                return
+            if not isinstance(message, dict):
+                continue
+            if message.get("event") == "started":
+                self.worker_pid = message.get("pid")
+            elif message.get("event") == "sandbox":
+                self.sandbox = message.get("sandbox")
+            elif message.get("event") == "finished":
+                self.outcome = message
+                return
+            deadline = time.monotonic()  # more may be queued; don't wait for them
+
+    def _await_outcome(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.outcome is None and time.monotonic() < deadline:
+            self._read_status(min(0.5, max(0.0, deadline - time.monotonic())))
+            if self.outcome is None and not self.process.is_alive() and not self._status.poll(0):
+                return
+
+    def _crashed(self) -> WorkerCrashed:
+        self._await_outcome(_OUTCOME_WAIT_S)
+        outcome = self.outcome or {}
+        return WorkerCrashed(outcome.get("exit_code"), role=self.role, signal_name=outcome.get("signal"))
+
+    def freeze(self) -> None:
+        if self.process.pid is None or not self.process.is_alive():
+            return
+        self._frozen = descendants(self.process.pid)
+        signal_all(self._frozen, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        signal_all(self._frozen, signal.SIGCONT)
+        self._frozen = []
+
+    def interrupt(self) -> None:
+        """Ask the keeper to end everything now (from another thread, e.g. on Ctrl-C); the owner cleans up."""
+        if self.process.pid is not None and self.outcome is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.process.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """End the evaluation: the keeper kills the worker and its subtree and reports; fallbacks if not."""
+        if self._killed:
+            return
+        self._killed = True
+        pid = self.process.pid
+        if self.outcome is None and self.process.is_alive() and pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+            self._await_outcome(_OUTCOME_WAIT_S)
+        self.process.join(timeout=5)
+        if self.outcome is None or self.process.is_alive():
+            # The keeper failed us: kill its group, itself and every process carrying the token.
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                self.process.kill()
+            self.process.join(timeout=10)
+            if self.worker_pid is not None:
+                signal_all([self.worker_pid], signal.SIGKILL)
+            kill_marked_processes(self.token)
+        for conn in (self._conn, self._status):
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    close = kill
 
 
 def _unwrap(reply: Any) -> Any:
@@ -142,12 +480,14 @@ def _unwrap(reply: Any) -> Any:
         raise WorkerFailure("worker sent a reply without status", None, "ProtocolError")
     if reply["ok"]:
         return reply.get("value")
-    error = reply.get("error") or {}
+    raw = reply.get("error")
+    error: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    phase = error.get("phase")
     raise WorkerFailure(
-        str(error.get("message", "unknown error")),
-        error.get("phase"),
-        str(error.get("type", "Error")),
-        error.get("traceback"),
+        str(error.get("message", "unknown error"))[:4000],
+        phase if isinstance(phase, str) else None,
+        str(error.get("type", "Error"))[:200],
+        str(error["traceback"])[:8000] if error.get("traceback") else None,
     )
 
 
@@ -161,6 +501,9 @@ class InProcessWorker:
         self.role = role
         self.scratch = scratch
         self.token = ""
+        self.outcome: dict[str, Any] | None = None
+        self.sandbox: dict[str, Any] | None = None
+        self.desynced = False
         get_backend(backend).prepare_process(device)
         cls = ReferenceSession if role == "reference" else CandidateSession
         self.session = cls(backend, device)
@@ -169,6 +512,16 @@ class InProcessWorker:
 
     def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any:
         return _unwrap(dispatch(self.session, method, kwargs))
+
+    def call_forwarding(self, method: str, timeout_s: float, **kwargs: Any) -> tuple[Any, Any]:
+        value = self.call(method, timeout_s, **kwargs)
+        return value, value
+
+    def freeze(self) -> None:
+        pass
+
+    def thaw(self) -> None:
+        pass
 
     def kill(self) -> None:
         self.session = None  # type: ignore[assignment]
@@ -179,29 +532,43 @@ class InProcessWorker:
 def kill_marked_processes(token: str) -> int:
     """SIGKILL every process whose environment carries ``token``; returns how many were found.
 
-    Catches processes a candidate started in a new session (escaping its process group).
+    The last resort, for when a keeper could not clean up: catches processes a candidate started
+    in a new session (escaping its process group), unless they also cleared their environment.
     """
     if not token:
         return 0
     needle = f"{TOKEN_ENV}={token}".encode()
     killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for pid in marked_processes(needle):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def marked_processes(needle: bytes) -> list[int]:
+    """Pids whose environment holds the exact entry ``needle`` (``NAME=value``)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                environ = fh.read()
         except OSError:
             continue
         if needle in environ.split(b"\0"):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-    return killed
+            found.append(int(name))
+    return found
 
 
 def make_scratch(root: Path | None = None) -> Path:
     """A fresh private folder for one candidate's files."""
     return Path(tempfile.mkdtemp(prefix="harness-scratch-", dir=str(root) if root else None))
+
+
+def remove_scratch(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def read_tail(path: Path, limit: int) -> tuple[str, bool]:
@@ -217,5 +584,149 @@ def read_tail(path: Path, limit: int) -> tuple[str, bool]:
     return data.decode("utf-8", errors="replace"), size > limit
 
 
-def remove_scratch(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+# --- the file watch (when Landlock cannot forbid writes) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchRoot:
+    """A folder (or file) whose files must not change while candidates run.
+
+    ``depth``: how many levels of folders to look into (None: all). ``restore``: keep the bytes of
+    its small files and put them back when a candidate changes them. ``ignore``: names skipped at
+    any depth; ``ignore_suffixes``: likewise for names ending so (the supervisor's own files).
+    """
+
+    path: Path
+    depth: int | None = None
+    restore: bool = False
+    ignore: frozenset[str] = frozenset()
+    ignore_suffixes: tuple[str, ...] = ()
+
+
+_Signature = tuple[int, int, int, int]
+_MAX_WATCHED_FILES = 50_000
+_MAX_KEPT_FILE_BYTES = 1 << 20
+_MAX_KEPT_BYTES = 64 << 20
+
+
+class FileWatch:
+    """Detects (and, for case and solution files, undoes) changes to files outside scratch folders.
+
+    The fallback for kernels without Landlock, where a candidate's writes cannot be forbidden: the
+    state of the watched files (size, mtime, ctime, inode -- ctime cannot be set back by a process)
+    is compared after each evaluation with the state before it.
+    """
+
+    def __init__(self, roots: Sequence[WatchRoot]) -> None:
+        self.roots = [r for r in roots if r.path.exists()]
+        self._restore_under = tuple(str(r.path) + os.sep for r in self.roots if r.restore and r.path.is_dir())
+        self._lock = threading.Lock()
+        self._contents: dict[str, bytes] = {}
+        self._baseline = self._snapshot()
+        kept = 0
+        for root in self.roots:
+            if not root.restore:
+                continue
+            for path, sig in self._walk(root).items():
+                if sig[0] <= _MAX_KEPT_FILE_BYTES and kept + sig[0] <= _MAX_KEPT_BYTES:
+                    with contextlib.suppress(OSError):
+                        self._contents[path] = Path(path).read_bytes()
+                        kept += sig[0]
+
+    def check(self) -> tuple[list[str], list[str]]:
+        """Files changed, created or removed since the last check, and those of them put back.
+
+        In folders it restores (suite, solutions, harness), a changed or removed file gets its old
+        bytes back and a new file is removed.
+        """
+        with self._lock:
+            current = self._snapshot()
+            changed = sorted(
+                p for p in self._baseline.keys() | current.keys() if self._baseline.get(p) != current.get(p)
+            )
+            restored = []
+            for path in changed:
+                content = self._contents.get(path)
+                with contextlib.suppress(OSError):
+                    if content is not None:
+                        _replace_bytes(Path(path), content)
+                        restored.append(path)
+                    elif path not in self._baseline and path.startswith(self._restore_under):
+                        os.unlink(path)
+                        restored.append(path)
+            self._baseline = self._snapshot() if restored else current
+            return changed, restored
+
+    def _snapshot(self) -> dict[str, _Signature]:
+        state: dict[str, _Signature] = {}
+        for root in self.roots:
+            state.update(self._walk(root))
+        return state
+
+    @staticmethod
+    def _walk(root: WatchRoot) -> dict[str, _Signature]:
+        found: dict[str, _Signature] = {}
+        if root.path.is_file():
+            with contextlib.suppress(OSError):
+                found[str(root.path)] = _signature(os.stat(root.path))
+            return found
+        stack = [(str(root.path), 0)]
+        while stack and len(found) < _MAX_WATCHED_FILES:
+            folder, level = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name
+                if name in root.ignore or (root.ignore_suffixes and name.endswith(root.ignore_suffixes)):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if root.depth is None or level + 1 < root.depth:
+                        stack.append((entry.path, level + 1))
+                else:
+                    found[entry.path] = _signature(st)
+        return found
+
+
+def _signature(st: os.stat_result) -> _Signature:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _replace_bytes(path: Path, content: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.harness-restore")
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
+
+
+def default_watch_roots(
+    suite: Path | None,
+    solutions: Path | None,
+    out: Path | None,
+    managed: Callable[[], Sequence[str]] | None = None,
+) -> list[WatchRoot]:
+    """What a run protects: suite and solutions (restored), its output folder but for the files the
+    supervisor writes, the harness package (restored), and the top level of HOME."""
+    import harness
+
+    roots = []
+    if suite is not None:
+        roots.append(WatchRoot(suite.resolve(), restore=True))
+    if solutions is not None:
+        roots.append(WatchRoot(solutions.resolve(), restore=True))
+    if out is not None:
+        names = frozenset(managed() if managed else ("journal.jsonl", "result.json", "leaderboard.json"))
+        roots.append(
+            WatchRoot(out.resolve(), ignore=names, ignore_suffixes=(".tmp", ".invalid.json", ".errors.txt"))
+        )
+    roots.append(
+        WatchRoot(Path(harness.__file__).resolve().parent, restore=True, ignore=frozenset({"__pycache__"}))
+    )
+    home = os.environ.get("HOME")
+    if home:
+        roots.append(WatchRoot(Path(home), depth=1))
+    return roots

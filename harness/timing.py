@@ -6,8 +6,10 @@ The raw samples are always kept: comparisons between runs re-test them, and ``ha
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,16 @@ class TimingConfig:
             "rounds": self.rounds,
             "flush_cache": self.flush_cache,
         }
+
+
+def for_backend(config: TimingConfig, overrides: Mapping[str, Any]) -> TimingConfig:
+    """``config`` with a backend's own defaults applied to the fields still at the generic default.
+
+    A value set explicitly (anything but the generic default) wins over the backend's default.
+    """
+    generic = TimingConfig()
+    changes = {k: v for k, v in overrides.items() if getattr(config, k) == getattr(generic, k)}
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 def plan_repetitions(estimate_ms: float, config: TimingConfig) -> int:

@@ -1,8 +1,15 @@
-"""What runs inside a worker process: the reference session (trusted) and the candidate session.
+"""What runs inside worker processes: the reference session (trusted), the candidate session, and
+the process set-up that keeps a candidate in its box.
 
-A worker serves requests ``(method, kwargs)`` from the supervisor and answers with `harness.wire`
-bytes. The reference worker only ever imports suite files, so it can be reused across cases; a
-candidate worker imports one untrusted file and is discarded after its case.
+A worker serves requests ``(seq, method, kwargs, has_blob)`` from the supervisor and answers with
+`harness.wire` bytes that echo ``seq``. The reference worker only ever imports suite files, so it is
+reused across cases; a candidate worker imports one untrusted file and is discarded after its case.
+
+A candidate runs two processes deep (see docs/security.md):
+
+    keeper (trusted: child subreaper, Landlock, output capture)
+      └── candidate worker (imports the solution; stdout/stderr are pipes to the keeper)
+            └── whatever the candidate starts: it can never leave the keeper's subtree
 
 The same session classes also run in-process (``--isolation none``) for debugging and for
 measuring what isolation costs.
@@ -11,10 +18,18 @@ measuring what isolation costs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
+import mmap
 import os
 import resource
+import select
+import signal
 import sys
+import threading
+import time
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +38,7 @@ from typing import Any
 from harness import wire
 from harness.cases import Case, LoadedCase, load_case, load_solution_class
 from harness.correctness import as_output_list, compare_outputs
+from harness.errors import CaseLoadError
 
 TOKEN_ENV = "HARNESS_EVAL_TOKEN"  # inherited by everything a candidate starts; used to find leftovers
 
@@ -121,26 +137,62 @@ class ReferenceSession(_Session):
     def prepare(
         self, case: dict[str, Any], init_seed: int, trial_seeds: list[int], timing_seed: int, fresh_seed: int
     ) -> dict[str, Any]:
+        """Load the case, build ``Model`` and compute the expected outputs for every seed.
+
+        Anything the case file does wrong becomes a SessionError naming the file and the step.
+        """
         self.counter += 1
-        self.loaded = self._load_case(case, f"ref{self.counter}")
-        self.model = self._build(self.loaded.model_class, init_seed)
-        self.expected = {}
-        for i, seed in enumerate(trial_seeds):
-            self.expected[str(i)] = _detached(as_output_list(self._forward(self._inputs(seed))))
-        self.timing_inputs = self._inputs(timing_seed)
-        self.expected["timed"] = _detached(as_output_list(self._forward(self.timing_inputs)))
-        self.expected["fresh"] = _detached(as_output_list(self._forward(self._inputs(fresh_seed))))
-        self.backend.synchronize(self.device)
+        path = case.get("path", "?")
+        step = "loading the case"
+        try:
+            self.loaded = self._load_case(case, f"ref{self.counter}")
+            step = "Model(*get_init_inputs())"
+            self.model = self._build(self.loaded.model_class, init_seed)
+            self.expected = {}
+            seeds = {str(i): seed for i, seed in enumerate(trial_seeds)}
+            seeds["timed"] = timing_seed
+            seeds["fresh"] = fresh_seed
+            for key, seed in seeds.items():
+                step = "get_inputs()"
+                inputs = self._inputs(seed)
+                if key == "timed":
+                    self.timing_inputs = inputs
+                step = "Model.forward"
+                self.expected[key] = _detached(as_output_list(self._forward(inputs)))
+            self.backend.synchronize(self.device)
+            step = "get_flops()"
+            flops = self.loaded.flops()
+            step = "ATOL/RTOL"
+            atol, rtol = self.loaded.atol, self.loaded.rtol
+        except CaseLoadError as exc:
+            raise SessionError(str(exc), PHASE_LOADING) from exc
+        except Exception as exc:
+            raise SessionError(
+                f"{path}: {step} raised {type(exc).__name__}: {_line(exc)}", PHASE_LOADING
+            ) from exc
         return {
-            "atol": self.loaded.atol,
-            "rtol": self.loaded.rtol,
-            "flops": self.loaded.flops(),
-            "input_bytes": _nbytes(self.timing_inputs),
+            "atol": atol,
+            "rtol": rtol,
+            "flops": flops,
+            "input_bytes": _nbytes(self.timing_inputs or []),
             "output_bytes": _nbytes(self.expected["timed"]),
         }
 
-    def compare(self, key: str, outputs: list[Any]) -> dict[str, Any]:
+    def compare(self, key: str, forward: Any) -> dict[str, Any]:
+        """Compare the candidate's outputs for ``key`` with the reference's.
+
+        ``forward`` is the candidate worker's whole reply, as the raw bytes the supervisor passed on
+        (decoded here with `harness.wire`, never unpickled) or, in-process, the reply's value.
+        """
         assert self.loaded is not None
+        if isinstance(forward, (bytes, bytearray, memoryview, mmap.mmap)):
+            reply = wire.decode(forward)
+            if not isinstance(reply, dict) or not reply.get("ok") or not isinstance(reply.get("value"), dict):
+                raise SessionError("the candidate's reply carries no outputs", PHASE_CORRECTNESS)
+            forward = reply["value"]
+        outputs = forward.get("outputs") if isinstance(forward, dict) else None
+        if not isinstance(outputs, list):
+            raise SessionError("the candidate's reply carries no outputs", PHASE_CORRECTNESS)
         result = compare_outputs(self.expected[key], outputs, self.loaded.atol, self.loaded.rtol)
         return asdict(result)
 
@@ -194,32 +246,76 @@ class CandidateSession(_Session):
             outputs = as_output_list(self._forward(inputs))
             self.backend.synchronize(self.device)
         except Exception as exc:
-            raise SessionError(f"forward raised {type(exc).__name__}: {_line(exc)}", PHASE_CORRECTNESS) from exc
-        return {"outputs": _plain(outputs), "inputs_unchanged": _same(before, inputs)}
+            raise SessionError(
+                f"forward raised {type(exc).__name__}: {_line(exc)}", PHASE_CORRECTNESS
+            ) from exc
+        return {"outputs": _plain(outputs, self.device), "inputs_unchanged": _same(before, inputs)}
 
     def timed_output(self) -> dict[str, Any]:
         """The output of the last timed call (checked: timed runs must compute too)."""
-        return {"outputs": _plain(as_output_list(self.last_output))}
+        return {"outputs": _plain(as_output_list(self.last_output), self.device)}
 
     def fresh_output(self) -> dict[str, Any]:
         """Overwrite the timing inputs in place with new values and run once more.
 
         Same tensors, new contents: a candidate that caches results by tensor identity is caught here.
+        The previous output is poisoned first, so handing back the same tensor object fails too.
         """
         assert self.timing_inputs is not None
+        self._poison_last_output()
         fresh = self._inputs(self.fresh_seed)
         for dst, src in zip(self.timing_inputs, fresh, strict=True):
             if _is_tensor(dst):
                 dst.copy_(src)
-        outputs = as_output_list(self._forward(self.timing_inputs))
-        self.backend.synchronize(self.device)
-        return {"outputs": _plain(outputs)}
+        try:
+            outputs = as_output_list(self._forward(self.timing_inputs))
+            self.backend.synchronize(self.device)
+        except Exception as exc:
+            raise SessionError(
+                f"forward raised {type(exc).__name__}: {_line(exc)}", PHASE_CORRECTNESS
+            ) from exc
+        return {"outputs": _plain(outputs, self.device)}
 
     def time(self, repetitions: int, flush_cache: bool) -> dict[str, Any]:
+        # A candidate that returns a cached tensor object (keyed by identity or by content) hands back
+        # the poisoned tensor in this round, and the check of the last timed output fails.
+        self._poison_last_output()
         try:
             return super().time(repetitions, flush_cache)
         except Exception as exc:
             raise SessionError(f"forward raised {type(exc).__name__}: {_line(exc)}", PHASE_SOLUTION) from exc
+
+    def _poison_last_output(self) -> None:
+        """Overwrite the previous call's outputs unless they share memory with inputs or weights."""
+        if self.last_output is None:
+            return
+        keep = list(self.timing_inputs or [])
+        if hasattr(self.model, "parameters"):
+            with contextlib.suppress(Exception):
+                keep += list(self.model.parameters()) + list(self.model.buffers())
+        _poison(as_output_list(self.last_output), keep)
+
+
+def _poison(outputs: list[Any], keep: list[Any]) -> None:
+    """Write garbage over every output tensor whose storage is not one of ``keep``'s."""
+    import torch
+
+    kept = set()
+    for t in keep:
+        if _is_tensor(t):
+            with contextlib.suppress(Exception):
+                kept.add(t.untyped_storage().data_ptr())
+    with torch.no_grad():
+        for out in outputs:
+            if type(out) is not torch.Tensor or out.numel() == 0:
+                continue
+            with contextlib.suppress(Exception):
+                if out.untyped_storage().data_ptr() in kept:
+                    continue
+                if out.dtype.is_floating_point or out.dtype.is_complex:
+                    out.fill_(float("nan"))
+                else:
+                    out.bitwise_not_()
 
 
 def _adopt_reference_weights(model: Any, reference_state: dict[str, Any]) -> None:
@@ -251,16 +347,21 @@ def _detached(outputs: list[Any]) -> list[Any]:
     return [o.detach().clone() if _is_tensor(o) else o for o in outputs]
 
 
-def _plain(outputs: list[Any]) -> list[Any]:
-    """Outputs as plain tensors for the wire; anything else is reported by its type name."""
+def _plain(outputs: list[Any], device: str) -> list[Any]:
+    """Outputs as plain tensors on ``device`` for the wire; anything else becomes a small marker dict."""
     import torch
 
-    plain = []
+    expected = torch.device(device)
+    plain: list[Any] = []
     for o in outputs:
-        if type(o) is torch.Tensor:
-            plain.append(o)
-        else:
+        if type(o) is not torch.Tensor:
             plain.append({"not_a_tensor": type(o).__name__})
+        elif o.device.type != expected.type or (
+            expected.index is not None and o.device.index is not None and o.device.index != expected.index
+        ):
+            plain.append({"wrong_device": str(o.device), "expected": str(expected)})
+        else:
+            plain.append(o)
     return plain
 
 
@@ -284,71 +385,719 @@ def _line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "(no message)"
 
 
-# --- process side ---------------------------------------------------------------------------------
+# --- tamper guard ---------------------------------------------------------------------------------
+
+_MISSING = object()
 
 
-def serve(conn: Any, session: _Session) -> None:
-    """Answer requests until the supervisor closes the connection or asks to stop."""
+class Guard:
+    """The functions a candidate must not replace, recorded before it is imported.
+
+    Catches the usual in-process cheats with a clear message: patching the clock (``time``), torch's
+    functions and tensor methods, builtins, or the harness's own timing and checking code. Deeper
+    tricks (ctypes, rewriting frames) are out of its reach; the supervisor's own clock bounds those.
+    """
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[str, Any, str, Any, Any]] = []  # label, namespace, name, value, code
+        self._closed: list[tuple[str, Any, frozenset[str]]] = []  # namespaces that may not grow
+        self._instances: list[tuple[str, Any]] = []  # objects whose attributes may not shadow methods
+
+    @classmethod
+    def capture(cls, *instances: Any) -> Guard:
+        """Record the current state of torch, time, builtins, the harness and ``instances``."""
+        import builtins
+
+        import torch
+
+        guard = cls()
+        guard._add_module("time", time)
+        guard._add_module("builtins", builtins)
+        guard._add_module("torch", torch, public_only=True)
+        for name in ("torch.nn.functional", "torch.testing", "torch.cuda"):
+            module = sys.modules.get(name)
+            if module is not None:
+                guard._add_module(name, module, public_only=True)
+        guard._add_class("torch.Tensor", torch.Tensor)
+        guard._add_class("torch._C.TensorBase", torch._C.TensorBase)
+        for name, module in list(sys.modules.items()):
+            if (name == "harness" or name.startswith("harness.")) and isinstance(module, types.ModuleType):
+                guard._add_module(name, module)
+                for value in list(vars(module).values()):
+                    if isinstance(value, type) and value.__module__ == name:
+                        guard._add_class(f"{name}.{value.__qualname__}", value)
+        for instance in instances:
+            guard._instances.append((type(instance).__qualname__, instance))
+        return guard
+
+    def _add_module(self, label: str, module: types.ModuleType, public_only: bool = False) -> None:
+        namespace = vars(module)
+        for name, value in list(namespace.items()):
+            if public_only and name.startswith("_"):
+                continue
+            if callable(value) and not isinstance(value, types.ModuleType):
+                self._entries.append((label, namespace, name, value, getattr(value, "__code__", None)))
+
+    def _add_class(self, label: str, cls: type) -> None:
+        namespace = cls.__dict__
+        for name, value in list(namespace.items()):
+            self._entries.append((label, namespace, name, value, getattr(value, "__code__", None)))
+        self._closed.append((label, cls, frozenset(namespace)))
+
+    def violations(self) -> list[str]:
+        """Names of recorded functions that were replaced, removed or shadowed since ``capture``."""
+        found = []
+        for label, namespace, name, value, code in self._entries:
+            current = namespace.get(name, _MISSING)
+            if current is not value or (code is not None and getattr(current, "__code__", None) is not code):
+                found.append(f"{label}.{name}")
+        for label, cls, names in self._closed:
+            found += [f"{label}.{name}" for name in cls.__dict__.keys() - names]
+        for label, instance in self._instances:
+            own = getattr(instance, "__dict__", {})
+            found += [f"{label}.{n}" for n in own if callable(getattr(type(instance), n, None))]
+        return found
+
+
+# --- serving requests -----------------------------------------------------------------------------
+
+
+def serve(conn: Any, session: _Session, guard: Guard | None = None) -> None:
+    """Answer requests until the supervisor closes the connection or asks to stop.
+
+    With a ``guard`` (candidate workers) every reply is preceded by a tamper check, so a candidate
+    that patched the clock or the harness ends with an error naming what it replaced.
+    """
+    check = guard.violations if guard is not None else None
     while True:
         try:
-            method, kwargs = conn.recv()
+            seq, method, kwargs, blob = conn.recv()
+            if blob:
+                kwargs["forward"] = _receive_blob(conn, blob)
         except (EOFError, OSError):
             return
         if method == "stop":
-            conn.send_bytes(wire.encode({"ok": True, "value": {}}))
+            conn.send_bytes(wire.encode({"ok": True, "value": {}, "seq": seq}))
             return
-        conn.send_bytes(wire.encode(dispatch(session, method, kwargs)))
+        reply = dispatch(session, method, kwargs)
+        kwargs.clear()  # a forwarded reply's mapping is not kept beyond its request
+        if check is not None:
+            replaced = check()
+            if replaced:
+                reply = _tampered(replaced)
+        reply["seq"] = seq
+        try:
+            _send_reply(conn, reply)
+        except (BrokenPipeError, ConnectionError):
+            return
+        except Exception as exc:  # noqa: BLE001 - an unsendable value is the worker's error, not a crash
+            conn.send_bytes(wire.encode({"ok": False, "seq": seq, "error": _error_dict(exc, None)}))
+
+
+def _receive_blob(conn: Any, blob: Any) -> Any:
+    """The raw reply the supervisor passes on with a request: bytes, or a sealed memfd mapped privately."""
+    if blob == "bytes":
+        return conn.recv_bytes()
+    from multiprocessing import reduction
+
+    size = int(blob[1])
+    fd = reduction.recv_handle(conn)
+    try:
+        wire.check_sealed(fd, size)
+        return wire.map_sealed(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _send_reply(conn: Any, reply: dict[str, Any]) -> None:
+    """Send ``reply``: inline, or, when it carries large tensors, as a sealed memfd after a small envelope."""
+    if wire.tensor_bytes(reply) >= wire.SEALED_MIN_BYTES:
+        sealed = wire.write_sealed(reply)
+        if sealed is not None:
+            from multiprocessing import reduction
+
+            fd, size = sealed
+            try:
+                conn.send_bytes(wire.encode({"seq": reply["seq"], "sealed": size}))
+                reduction.send_handle(conn, fd, 0)
+            finally:
+                os.close(fd)
+            return
+    conn.send_bytes(wire.encode(reply))
+
+def _tampered(replaced: list[str]) -> dict[str, Any]:
+    shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else "")
+    message = f"the candidate replaced {shown}; a solution may not patch torch, time, builtins or the harness"
+    return {"ok": False, "error": {"type": "TamperError", "message": message, "phase": None}}
 
 
 def dispatch(session: _Session, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Call one session method; failures become an error reply with type, message and phase."""
     handler: Callable[..., dict[str, Any]] | None = getattr(session, method, None)
     if handler is None or method.startswith("_"):
-        return {"ok": False, "error": {"type": "ProtocolError", "message": f"no method {method}", "phase": None}}
+        return {
+            "ok": False,
+            "error": {"type": "ProtocolError", "message": f"no method {method}", "phase": None},
+        }
     try:
         return {"ok": True, "value": handler(**kwargs)}
     except SessionError as exc:
         return {"ok": False, "error": {"type": "SessionError", "message": str(exc), "phase": exc.phase}}
     except Exception as exc:  # noqa: BLE001 - reported to the supervisor, which decides the status
+        return {"ok": False, "error": _error_dict(exc, None)}
+
+
+def _error_dict(exc: BaseException, phase: str | None) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": f"{type(exc).__name__}: {_line(exc)}",
+        "phase": phase,
+        "traceback": traceback.format_exc(limit=8)[-4000:],
+    }
+
+
+# --- process set-up (Linux) -----------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+_LIBC: Any = None
+
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+        _LIBC.syscall.restype = ctypes.c_long
+    return _LIBC
+
+
+def prctl(option: int, value: int) -> bool:
+    """``prctl(option, value)``; False where the call is not available or fails."""
+    try:
+        return int(_libc().prctl(option, ctypes.c_ulong(value), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _worker_process_setup() -> None:
+    """What every worker does first: ignore Ctrl-C, write no bytecode, drop inherited fds.
+
+    Ctrl-C is the supervisor's to handle. Workers write no ``__pycache__`` beside case and solution
+    files (the file watch would see them as changes). The fork server's liveness pipe and the
+    resource tracker's pipe are closed so that neither outlives the supervisor because a worker
+    still holds it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.dont_write_bytecode = True
+    with contextlib.suppress(Exception):
+        from multiprocessing import forkserver, resource_tracker
+
+        fds = (forkserver._forkserver._forkserver_alive_fd, resource_tracker._resource_tracker._fd)  # type: ignore[attr-defined]
+        for fd in fds:
+            if isinstance(fd, int):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        forkserver._forkserver._forkserver_alive_fd = None  # type: ignore[attr-defined]
+        resource_tracker._resource_tracker._fd = None  # type: ignore[attr-defined]
+        resource_tracker._resource_tracker._pid = None  # type: ignore[attr-defined]
+
+
+def _supervisor_watch(supervisor_pid: int) -> int | None:
+    """A file descriptor that becomes readable when the supervisor exits (a pidfd), or None."""
+    try:
+        return os.pidfd_open(supervisor_pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_with_supervisor(supervisor_pid: int) -> None:
+    """End this process as soon as the supervisor is gone (a thread waiting on its pidfd)."""
+
+    def watch() -> None:
+        fd = _supervisor_watch(supervisor_pid)
+        while True:
+            if fd is not None:
+                select.select([fd], [], [])
+                os._exit(0)
+            if not _alive(supervisor_pid):
+                os._exit(0)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, name="harness-supervisor-watch", daemon=True).start()
+
+
+# Landlock (Linux >= 5.13): forbid writes outside the scratch folder for the candidate's whole tree.
+_SYS_LANDLOCK_CREATE_RULESET = 444
+_SYS_LANDLOCK_ADD_RULE = 445
+_SYS_LANDLOCK_RESTRICT_SELF = 446
+_LANDLOCK_RULE_PATH_BENEATH = 1
+_FS_WRITE_FILE = 1 << 1
+_FS_WRITE_RIGHTS_V1 = sum(1 << bit for bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12))  # write, remove, make_*
+_FS_REFER = 1 << 13  # ABI 2
+_FS_TRUNCATE = 1 << 14  # ABI 3
+_NET_TCP = (1 << 0) | (1 << 1)  # ABI 4: bind and connect
+_SCOPE_ALL = (1 << 0) | (1 << 1)  # ABI 6: abstract unix sockets and signals
+# Device files a candidate may write: null and friends, and accelerators (CUDA, Ascend, ROCm, DRM).
+_WRITABLE_DEVICES = ("null", "zero", "full", "random", "urandom")
+_DEVICE_PREFIXES = ("nvidia", "davinci", "devmm_svm", "hisi_hdc", "kfd", "dri", "accel")
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, 0 where Landlock is missing or disabled."""
+    try:
+        abi = int(_libc().syscall(_SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
+    except (OSError, AttributeError):
+        return 0
+    return max(abi, 0)
+
+
+def apply_landlock(scratch: Path) -> dict[str, Any]:
+    """Restrict this process and every process it starts later: no writes outside ``scratch``.
+
+    Also, where the kernel supports it: no TCP, no signals or abstract-socket connections to
+    processes outside the sandbox, and (always with Landlock) no ptrace of them. Returns what was
+    enforced: ``{"landlock": abi}`` or ``{"landlock": None, "reason": why not}``.
+    """
+    abi = landlock_abi()
+    if abi < 1:
+        return {"landlock": None, "reason": "Landlock is not available in this kernel"}
+    fs = _FS_WRITE_RIGHTS_V1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+    attr = _RulesetAttr(fs, _NET_TCP if abi >= 4 else 0, _SCOPE_ALL if abi >= 6 else 0)
+    size = 8 if abi < 4 else 16 if abi < 6 else 24
+    libc = _libc()
+    ruleset = int(libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0))
+    if ruleset < 0:
         return {
-            "ok": False,
-            "error": {
-                "type": type(exc).__name__,
-                "message": f"{type(exc).__name__}: {_line(exc)}",
-                "phase": None,
-                "traceback": traceback.format_exc(limit=8)[-4000:],
-            },
+            "landlock": None,
+            "reason": f"landlock_create_ruleset failed: {os.strerror(ctypes.get_errno())}",
         }
+    try:
+        file_rights = _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
+        for path, rights in _writable_paths(scratch, fs, file_rights):
+            _allow(ruleset, path, rights)
+        if not prctl(_PR_SET_NO_NEW_PRIVS, 1):
+            return {"landlock": None, "reason": "prctl(PR_SET_NO_NEW_PRIVS) failed"}
+        if int(libc.syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0)) != 0:
+            return {
+                "landlock": None,
+                "reason": f"landlock_restrict_self failed: {os.strerror(ctypes.get_errno())}",
+            }
+    finally:
+        os.close(ruleset)
+    return {"landlock": abi}
 
 
-def worker_main(conn: Any, role: str, backend_name: str, device: str, scratch: str | None, token: str) -> None:
-    """Entry point of a worker process (started by the supervisor)."""
-    if role == "candidate":
-        os.setsid()  # its own process group: the supervisor kills the whole group on timeout
-        os.environ[TOKEN_ENV] = token
-        assert scratch is not None
-        _confine_to_scratch(Path(scratch))
-    session: _Session = (
-        ReferenceSession(backend_name, device) if role == "reference" else CandidateSession(backend_name, device)
-    )
+def _writable_paths(scratch: Path, dir_rights: int, file_rights: int) -> list[tuple[str, int]]:
+    """The scratch folder and shared memory (everything), and device files a candidate may write."""
+    paths = [(str(scratch), dir_rights)]
+    if os.path.isdir("/dev/shm"):
+        paths.append(("/dev/shm", dir_rights))
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir("/dev")):
+            if name in _WRITABLE_DEVICES or name.startswith(_DEVICE_PREFIXES):
+                paths.append((os.path.join("/dev", name), file_rights))
+    return paths
+
+
+def _allow(ruleset: int, path: str, rights: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        rule = _PathBeneathAttr(rights, fd)
+        if int(
+            _libc().syscall(
+                _SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0
+            )
+        ):
+            # A file rule cannot carry directory rights: retry with the file rights alone.
+            rule = _PathBeneathAttr(rights & (_FS_WRITE_FILE | _FS_TRUNCATE), fd)
+            _libc().syscall(
+                _SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0
+            )
+    finally:
+        os.close(fd)
+
+
+# --- the process tree -----------------------------------------------------------------------------
+
+
+def process_parents() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state letter) of every process visible in /proc."""
+    table: dict[int, tuple[int, str]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) >= 2:
+            table[int(name)] = (int(fields[1]), fields[0].decode("ascii", "replace"))
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, str]] | None = None) -> list[int]:
+    """Living (non-zombie) descendants of ``root``, parents before children."""
+    table = process_parents() if table is None else table
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, state) in table.items():
+        if state not in ("Z", "X"):
+            children.setdefault(ppid, []).append(pid)
+    found: list[int] = []
+    stack = list(children.get(root, ()))
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def _kill_subtree(root: int, deadline_s: float = 5.0) -> set[int]:
+    """SIGKILL every descendant of ``root`` (this process, a subreaper) until none is left; reaps them."""
+    killed: set[int] = set()
+    stop = time.monotonic() + deadline_s
+    while time.monotonic() < stop:
+        _reap_all()
+        found = descendants(root)
+        if not found:
+            break
+        signal_all(found, signal.SIGKILL)
+        killed.update(found)
+        time.sleep(0.005)
+    _reap_all()
+    return killed
+
+
+def _reap_all() -> list[tuple[int, int]]:
+    reaped = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        reaped.append((pid, status))
+    return reaped
+
+
+# --- process entry points -------------------------------------------------------------------------
+
+
+def reference_main(conn: Any, backend_name: str, device: str, supervisor_pid: int) -> None:
+    """Entry point of the reference worker (trusted; reused across cases)."""
+    _worker_process_setup()
+    with contextlib.suppress(OSError):
+        os.setsid()  # Ctrl-C in a terminal reaches the supervisor only
+    with contextlib.suppress(OSError):
+        os.dup2(2, 1)  # a case that prints must not corrupt `harness eval --json` on stdout
+    prctl(_PR_SET_DUMPABLE, 0)  # no ptrace or /proc/<pid>/mem from same-user processes
+    _exit_with_supervisor(supervisor_pid)
+    session = ReferenceSession(backend_name, device)
     session.backend.prepare_process(device)
     serve(conn, session)
     with contextlib.suppress(Exception):
         conn.close()
-    sys.stdout.flush()
     os._exit(0)
 
 
+class _Tail:
+    """The last ``limit`` bytes of a stream, and how many bytes it carried in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self.data = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.data += chunk
+        if len(self.data) > 2 * self.limit + (1 << 16):
+            del self.data[: len(self.data) - self.limit]
+
+    def text(self) -> str:
+        return bytes(self.data[-self.limit :] if self.limit else b"").decode("utf-8", errors="replace")
+
+
+def keeper_main(
+    conn: Any,
+    status: Any,
+    backend_name: str,
+    device: str,
+    scratch: str,
+    token: str,
+    supervisor_pid: int,
+    output_limit: int,
+    sandbox: bool,
+) -> None:
+    """Entry point of a candidate's keeper: the trusted parent of one candidate worker.
+
+    It makes itself a child subreaper (whatever the candidate starts, double-forked or not, stays
+    in its subtree), confines itself and so the candidate to Landlock, starts the candidate worker
+    with stdout/stderr on pipes, keeps the tail of both, and when the worker exits, the supervisor
+    asks (SIGTERM) or the supervisor dies, kills the whole subtree. Then it reports the worker's exit
+    status, the output tails and what it had to kill on ``status`` and exits.
+    """
+    try:
+        _keeper(conn, status, backend_name, device, scratch, token, supervisor_pid, output_limit, sandbox)
+    finally:
+        os._exit(0)
+
+
+def _keeper(
+    conn: Any,
+    status: Any,
+    backend_name: str,
+    device: str,
+    scratch: str,
+    token: str,
+    supervisor_pid: int,
+    output_limit: int,
+    sandbox: bool,
+) -> None:
+    _worker_process_setup()
+    with contextlib.suppress(OSError):
+        os.setsid()
+    reaper = prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    prctl(_PR_SET_DUMPABLE, 0)  # without Landlock, a same-user candidate could otherwise ptrace it
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    box_r, box_w = os.pipe()
+    wake_r, wake_w = os.pipe()
+    for fd in (out_r, err_r, box_r, wake_r, wake_w):
+        os.set_blocking(fd, False)
+    for fd in (out_r, err_r):
+        with contextlib.suppress(OSError):
+            import fcntl
+
+            fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer wake-ups when a candidate floods
+    # Handlers first: a SIGTERM that came before them would kill the keeper and orphan the subtree.
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    keeper = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            status.close()
+            for fd in (out_r, err_r, box_r, wake_r, wake_w):
+                os.close(fd)
+            pipes = {"stdout": out_w, "stderr": err_w, "sandbox": box_w}
+            _candidate_main(conn, backend_name, device, Path(scratch), token, keeper, pipes, sandbox)
+            code = 0
+        except BaseException:  # noqa: BLE001 - this process must never return into the keeper's code
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        finally:
+            os._exit(code)
+    conn.close()
+    for fd in (out_w, err_w, box_w):
+        os.close(fd)
+    _send(status, {"event": "started", "pid": pid, "subreaper": reaper})
+    tails = {out_r: _Tail(output_limit), err_r: _Tail(output_limit)}
+    open_fds = [out_r, err_r]
+    box = _Tail(1 << 16)
+    box_open = [box_r]
+    supervisor_fd = _supervisor_watch(supervisor_pid)
+    exit_status: int | None = None
+    reason = None
+    while reason is None:
+        watched = [wake_r, *open_fds, *box_open] + ([supervisor_fd] if supervisor_fd is not None else [])
+        try:
+            ready, _, _ = select.select(watched, [], [], 1.0)
+        except InterruptedError:
+            ready = []
+        for fd in ready:
+            if fd == wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    if bytes([signal.SIGTERM]) in os.read(wake_r, 512):
+                        reason = "stopped"
+            elif fd == supervisor_fd:
+                reason = "supervisor gone"
+            elif fd == box_r:
+                _drain(fd, box, box_open, budget=1 << 16)
+                if not box_open:
+                    _send(status, {"event": "sandbox", "sandbox": _sandbox_report(box.text())})
+            else:
+                _drain(fd, tails[fd], open_fds, budget=64 << 20)
+        for child, child_status in _reap_all():
+            if child == pid:
+                exit_status = child_status
+                reason = reason or "exited"
+        if supervisor_fd is None and not _alive(supervisor_pid):
+            reason = "supervisor gone"
+    killed = _kill_subtree(keeper)
+    killed.discard(pid)
+    deadline = time.monotonic() + 1.0
+    while open_fds and time.monotonic() < deadline:
+        ready, _, _ = select.select(open_fds, [], [], 0.1)
+        for fd in ready:
+            _drain(fd, tails[fd], open_fds, budget=64 << 20)
+    report: dict[str, Any] = {
+        "event": "finished",
+        "reason": reason,
+        "exit_code": None,
+        "signal": None,
+        "stdout": tails[out_r].text(),
+        "stderr": tails[err_r].text(),
+        "truncated": any(t.total > t.limit for t in tails.values()),
+        "output_bytes": sum(t.total for t in tails.values()),
+        "leftovers": len(killed),
+    }
+    if exit_status is not None and reason == "exited":
+        if os.WIFSIGNALED(exit_status):
+            signum = os.WTERMSIG(exit_status)
+            report["signal"] = _signal_name(signum)
+            report["exit_code"] = -signum
+        else:
+            report["exit_code"] = os.WEXITSTATUS(exit_status)
+    _send(status, report)
+
+
+def _send(status: Any, message: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception):
+        status.send_bytes(json.dumps(message).encode())
+
+
+def _sandbox_report(text: str) -> dict[str, Any]:
+    """What the worker said about its sandbox, written before any candidate code ran in it."""
+    try:
+        report = json.loads(text)
+    except ValueError:
+        return {"landlock": None, "reason": "the worker did not report its sandbox"}
+    return report if isinstance(report, dict) else {"landlock": None, "reason": "malformed sandbox report"}
+
+
+def _drain(fd: int, tail: _Tail, open_fds: list[int], budget: int) -> None:
+    """Read what ``fd`` holds (up to ``budget`` bytes) into ``tail``; forget ``fd`` at end of file."""
+    taken = 0
+    while taken < budget:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            open_fds.remove(fd)
+            os.close(fd)
+            return
+        tail.add(chunk)
+        taken += len(chunk)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _candidate_main(
+    conn: Any,
+    backend_name: str,
+    device: str,
+    scratch: Path,
+    token: str,
+    keeper: int,
+    pipes: dict[str, int],
+    sandbox: bool,
+) -> None:
+    """The candidate worker (forked by its keeper): set up, sandbox, record the guard, then serve.
+
+    Everything before `serve` runs before the candidate's file is imported, so what it writes on the
+    sandbox pipe (then closed) can be believed by the keeper.
+    """
+    os.dup2(pipes["stdout"], 1)
+    os.dup2(pipes["stderr"], 2)
+    os.close(pipes["stdout"])
+    os.close(pipes["stderr"])
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != keeper:
+        os._exit(70)
+    prctl(_PR_SET_DUMPABLE, 1)  # only the keeper must be safe from ptrace
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+    os.environ[TOKEN_ENV] = token
+    _confine_to_scratch(scratch)
+    with contextlib.suppress(Exception):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    session = CandidateSession(backend_name, device)
+    session.backend.prepare_process(device)
+    box: dict[str, Any] = {"landlock": None, "reason": "sandbox turned off"}
+    if sandbox:
+        box = apply_landlock(scratch)
+    os.write(pipes["sandbox"], json.dumps(box).encode())
+    os.close(pipes["sandbox"])
+    guard = Guard.capture(session, session.backend)
+    serve(conn, session, guard)
+    with contextlib.suppress(Exception):
+        conn.close()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
 def _confine_to_scratch(scratch: Path) -> None:
-    """Run in the scratch folder, send stdout/stderr to bounded files there, cap file sizes."""
+    """Run in the scratch folder; temporary files, caches and HOME point into it; no core files."""
     scratch.mkdir(parents=True, exist_ok=True)
     os.chdir(scratch)
-    for env in ("TMPDIR", "TEMP", "TMP"):
+    for env in ("TMPDIR", "TEMP", "TMP", "HOME"):
         os.environ[env] = str(scratch)
-    for fd, name in ((1, "stdout.txt"), (2, "stderr.txt")):
-        target = os.open(scratch / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(target, fd)
-        os.close(target)
+    caches = {
+        "XDG_CACHE_HOME": ".cache",
+        "TRITON_CACHE_DIR": ".cache/triton",
+        "TORCHINDUCTOR_CACHE_DIR": ".cache/inductor",
+        "TORCH_EXTENSIONS_DIR": ".cache/torch_extensions",
+        "CUDA_CACHE_PATH": ".cache/nv",
+        "NUMBA_CACHE_DIR": ".cache/numba",
+    }
+    for env, sub in caches.items():
+        os.environ[env] = str(scratch / sub)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -369,3 +1118,11 @@ def _environment(self: _Session) -> dict[str, Any]:
 
 
 ReferenceSession.environment = _environment  # type: ignore[attr-defined]
+
+
+def _timing_notes(self: _Session) -> dict[str, Any]:
+    """What the backend's timer noticed since the last request (e.g. work left on other streams)."""
+    return {"notes": self.backend.timing_notes()}
+
+
+_Session.timing_notes = _timing_notes  # type: ignore[attr-defined]

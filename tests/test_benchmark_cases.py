@@ -153,14 +153,13 @@ def test_reference_solution_is_the_case_model(path: Path):
     with torch.device("meta"):
         torch.manual_seed(0)
         new = module.ModelNew(*case.get_init_inputs())
-    assert [k for k, _ in new.state_dict().items()] == [k for k, _ in build(case)[0].state_dict().items()]
+        model, _ = build(case)
+    assert list(new.state_dict()) == list(model.state_dict())
 
 
 def test_no_stray_reference_solutions():
     cases_by_id = {case_id(p) for p in CASE_FILES}
-    stray = [
-        case_id(p) for p in sorted(REFERENCE_SET.glob("t[0-9]*/*.py")) if case_id(p) not in cases_by_id
-    ]
+    stray = [case_id(p) for p in sorted(REFERENCE_SET.glob("t[0-9]*/*.py")) if case_id(p) not in cases_by_id]
     assert not stray, f"reference solutions without a case: {stray}"
 
 
@@ -227,7 +226,9 @@ def h100_estimate_ms(module: types.ModuleType) -> float:
             out = func(*args, **(kwargs or {}))
             # Views are free, except "to" with a new dtype (an aliasing op only when the dtype stays).
             first = args[0] if args else None
-            casts = isinstance(out, torch.Tensor) and isinstance(first, torch.Tensor) and out.dtype != first.dtype
+            casts = (
+                isinstance(first, torch.Tensor) and isinstance(out, torch.Tensor) and out.dtype != first.dtype
+            )
             if casts or not (func.is_view or func.__name__.split(".")[0] == "lift_fresh"):
                 leaves = tree_flatten((args, kwargs, out))[0]
                 self.bytes += sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
@@ -247,17 +248,20 @@ def h100_estimate_ms(module: types.ModuleType) -> float:
     return 1e3 * seconds
 
 
-def time_case(path: Path, device: str, repeats: int, warmup: int) -> tuple[float, float]:
-    """Median and minimum milliseconds of one reference forward on ``device``."""
+def time_case(path: Path, device: str, repeats: int, warmup: int, windows: int) -> tuple[float, float]:
+    """Milliseconds of one reference forward on ``device`` (CUDA: at the ``gpu`` sizes).
+
+    After ``warmup`` calls, ``windows`` runs of ``repeats`` consecutive calls; returns the lowest of
+    their medians (a window in which another process held a core does not count) and the fastest call.
+    """
     module = load(path, "cpu" if device == "cpu" else "gpu")
     with torch.device(device):
         model, inputs = build(module)
-    if device == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     with torch.inference_mode():
-        for i in range(warmup + repeats):
+        for i in range(warmup + windows * repeats):
             if device == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
                 model(*inputs)
                 end.record()
@@ -269,16 +273,18 @@ def time_case(path: Path, device: str, repeats: int, warmup: int) -> tuple[float
                 elapsed = 1e3 * (time.perf_counter() - t0)
             if i >= warmup:
                 times.append(elapsed)
-    return statistics.median(times), min(times)
+    medians = [statistics.median(times[w * repeats : (w + 1) * repeats]) for w in range(windows)]
+    return min(medians), min(times)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Time each case's reference forward (see benchmark/SIZING.md).")
+    parser = argparse.ArgumentParser(description="Time each case's reference forward (benchmark/SIZING.md).")
     parser.add_argument("--device", default="cpu", help="cpu (CPU sizes) or cuda (SIZES['gpu'])")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for --device cpu")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per round; the median is kept")
+    parser.add_argument("--repeats", type=int, default=10, help="consecutive calls whose median is taken")
+    parser.add_argument("--windows", type=int, default=5, help="runs of --repeats calls per process")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per case; the best median is kept")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per case")
     parser.add_argument("-k", default="", help="only cases whose name contains this")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: time one case, print its median
     args = parser.parse_args(argv)
@@ -286,30 +292,35 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     if args.one:
-        print(time_case(Path(args.one), args.device, args.repeats, args.warmup)[0])
+        print(*time_case(Path(args.one), args.device, args.repeats, args.warmup, args.windows))
         return 0
-    print(f"| case | dtype | {args.device} ms | H100 estimate ms | GFLOP at {args.device} sizes |")
-    print("|---|---|---:|---:|---:|")
+    backend = "cpu" if args.device == "cpu" else "gpu"
+    print(
+        f"| case | dtype | {args.device} ms | fastest call ms | H100 estimate ms | GFLOP at {backend} sizes |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
     total = 0.0
+    options = [
+        f"--{name}={getattr(args, name)}" for name in ("device", "threads", "repeats", "warmup", "windows")
+    ]
     for path in CASE_FILES:
         if args.k not in path.stem:
             continue
-        command = [sys.executable, __file__, "--one", str(path)] + [
-            f"--{name}={getattr(args, name)}" for name in ("device", "threads", "repeats", "warmup")
+        command = [sys.executable, __file__, "--one", str(path), *options]
+        runs = [
+            subprocess.run(command, check=True, capture_output=True, text=True) for _ in range(args.rounds)
         ]
-        median = min(
-            float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
-            for _ in range(args.rounds)
-        )
+        median = min(float(run.stdout.split()[-2]) for run in runs)
+        fastest = min(float(run.stdout.split()[-1]) for run in runs)
         total += median
-        module = load(path, "cpu" if args.device == "cpu" else "gpu")
-        estimate = h100_estimate_ms(load(path, "gpu"))
+        module = load(path, backend)
         with torch.device("meta"):
             _, inputs = build(module)
-        dtypes = sorted({str(t.dtype).replace("torch.", "") for t in inputs if t.is_floating_point()})
+        dtype = ",".join(sorted({str(t.dtype)[6:] for t in inputs if t.is_floating_point()})) or "int64"
+        estimate = h100_estimate_ms(load(path, "gpu"))
         gflop = module.get_flops() / 1e9
-        print(f"| {case_id(path)} | {','.join(dtypes) or 'int64'} | {median:.2f} | {estimate:.2f} | {gflop:.3g} |")
-        sys.stdout.flush()
+        row = f"| {case_id(path)} | {dtype} | {median:.2f} | {fastest:.2f} | {estimate:.2f} | {gflop:.3g} |"
+        print(row, flush=True)
     print(f"\ntotal: {total:.1f} ms")
     return 0
 

@@ -1,7 +1,8 @@
 """Mean of each row of a (batch, dim) float32 matrix (reduction over the last dimension).
 
 Input is (batch_size, dim) float32, output (batch_size,) float32. A contiguous row reduction: reads
-every element once and writes one value per row.
+every element once and writes one value per row. The means are about 1/sqrt(dim), below the default
+tolerance, so ATOL is 1e-4.
 """
 import torch
 import torch.nn as nn
@@ -13,6 +14,9 @@ SIZES = {
     "gpu": {"batch_size": 16384, "dim": 16384},
     "npu": {"batch_size": 16384, "dim": 16384},
 }
+
+ATOL = 1e-4
+RTOL = 1e-3
 
 
 class Model(nn.Module):

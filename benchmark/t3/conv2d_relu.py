@@ -37,5 +37,5 @@ def get_init_inputs():
 
 
 def get_flops():
-    out_pixels = (height // 2) * (width // 2)
-    return 2 * batch_size * out_channels * out_pixels * in_channels * 9 + batch_size * out_channels * out_pixels
+    outputs = batch_size * out_channels * (height // 2) * (width // 2)
+    return 2 * outputs * in_channels * 9 + outputs

@@ -15,8 +15,8 @@ channels = 32
 image_size = 64
 
 SIZES = {
-    "gpu": {"batch_size": 256, "channels": 64, "image_size": 128},
-    "npu": {"batch_size": 256, "channels": 64, "image_size": 128},
+    "gpu": {"batch_size": 192, "channels": 64, "image_size": 128},
+    "npu": {"batch_size": 192, "channels": 64, "image_size": 128},
 }
 
 ATOL = 1e-4

@@ -1,4 +1,4 @@
-"""Three-layer MLP classifier: Linear-ReLU-Linear-ReLU-Linear from flattened 28x28 images to 10 logits, float32.
+"""Three-layer MLP classifier (Linear-ReLU-Linear-ReLU-Linear) from flattened 28x28 images to 10 logits.
 
 Input x is (batch_size, 784) float32; the output is (batch_size, 10) float32 logits. Hidden layers
 have `hidden` units. Three GEMMs whose epilogues take the bias and ReLU; the last one is skinny

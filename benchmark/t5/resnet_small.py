@@ -1,4 +1,4 @@
-"""Small ResNet for 32x32 RGB images: a stem, three stages of one basic block each, global pooling and a classifier, float32.
+"""Small ResNet for 32x32 RGB images: a stem, three one-block stages, global pooling and a classifier.
 
 Input x is (batch_size, 3, 32, 32) float32; the output is (batch_size, 10) float32 logits. Stem:
 3x3 conv (3 -> width), batch norm, ReLU. Stages of widths width, 2 * width, 4 * width; the last two
@@ -14,8 +14,8 @@ num_classes = 10
 image_size = 32
 
 SIZES = {
-    "gpu": {"batch_size": 512, "width": 64},
-    "npu": {"batch_size": 512, "width": 64},
+    "gpu": {"batch_size": 384, "width": 64},
+    "npu": {"batch_size": 384, "width": 64},
 }
 
 

@@ -1,4 +1,4 @@
-"""Small decoder-only transformer language model (2 pre-norm layers) from token ids to next-token logits, float32.
+"""Small decoder-only transformer language model (2 pre-norm layers): token ids to next-token logits.
 
 Input ids is (batch_size, seq_len) int64 in [0, vocab_size); the output is (batch_size, seq_len,
 vocab_size) float32 logits. Token and learned position embeddings, num_layers pre-norm blocks

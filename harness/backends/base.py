@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.errors import EnvironmentUnavailable
 
@@ -18,6 +18,9 @@ class Backend(abc.ABC):
     arch: str = ""  # label for results; override with --arch
     flush_cache_by_default: bool = False
     simulated: bool = False  # True when a stand-in runtime, not real hardware, answered
+    # Timing defaults of this backend for TimingConfig fields left at their generic default
+    # (harness.timing.for_backend); e.g. more repetitions where a call takes microseconds.
+    timing_overrides: ClassVar[dict[str, Any]] = {}
 
     @abc.abstractmethod
     def available(self) -> str | None:
@@ -65,6 +68,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def measure(self, fn: Callable[[], Any], repetitions: int, device: str, flush_cache: bool) -> list[float]:
         """Milliseconds of each of ``repetitions`` calls of ``fn``; each includes all work it started."""
+
+    def timing_notes(self) -> list[str]:
+        """What the timer noticed since the last call (e.g. work left running on another stream); clears them."""
+        return []
 
     def seed(self, seed: int) -> None:
         import torch

@@ -1,18 +1,26 @@
 """Ascend NPU backend through torch_npu: ``torch.npu`` events, synchronize, ASCEND_RT_VISIBLE_DEVICES.
 
-Written against the public torch_npu API; it has not run on Ascend hardware in this project's CI.
-Results produced through a stand-in module say so (``simulated: true`` in the environment block).
+Written against the public torch_npu API (``torch.npu.Event(enable_timing=True)``, ``Event.record``,
+``Event.elapsed_time``, ``torch.npu.synchronize(device)``, ``torch.npu.current_stream(device)``,
+``torch.npu.set_device("npu:N")``, ``torch.npu.device_count()``, ``torch.npu.get_device_name``) and
+timed exactly like the CUDA backend (`harness.backends.gpu.EventTimedBackend`). It has NOT run on
+Ascend hardware in this project: CI exercises it through the stand-in module in
+``tests/stand_ins/torch_npu``, and results produced through a stand-in say so
+(``simulated: true`` and a note in the environment block).
+
+The stand-in holds its tensors on the CPU, because CPU-only torch has no ``npu`` device type; it
+says so with ``HARNESS_DEVICE_TYPE = "cpu"``, which this backend honours only from a module that
+also sets ``HARNESS_STAND_IN = True``. Real torch_npu sets neither, so real runs use ``npu:N``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
-from harness.backends.base import Backend
+from harness.backends.gpu import EventTimedBackend
 
-_FLUSH_BYTES = 256 * 1024 * 1024
+STAND_IN_NOTE = "torch_npu stand-in: NOT run on Ascend hardware"
 
 
 def _torch_npu() -> Any:
@@ -21,14 +29,11 @@ def _torch_npu() -> Any:
     return torch_npu
 
 
-class NpuBackend(Backend):
+class NpuBackend(EventTimedBackend):
     name = "npu"
-    device_type = "npu"
     default_dsl = "triton_ascend"
     flush_cache_by_default = True
-
-    def __init__(self) -> None:
-        self._flush_buffers: dict[str, Any] = {}
+    timing_overrides = {"max_repetitions": 5000, "warmup_ms": 50.0, "min_warmup": 3}
 
     @property
     def simulated(self) -> bool:  # type: ignore[override]
@@ -36,6 +41,35 @@ class NpuBackend(Backend):
             return bool(getattr(_torch_npu(), "HARNESS_STAND_IN", False))
         except ImportError:
             return False
+
+    @property
+    def device_type(self) -> str:  # type: ignore[override]
+        """``npu``; the stand-in's own device type (``cpu``) when a stand-in answers."""
+        try:
+            module = _torch_npu()
+        except ImportError:
+            return "npu"
+        if getattr(module, "HARNESS_STAND_IN", False):
+            return str(getattr(module, "HARNESS_DEVICE_TYPE", "npu"))
+        return "npu"
+
+    def device_string(self, index: int) -> str:
+        if self.device_type == "cpu":
+            return "cpu"  # the stand-in's CPU has one device; torch rejects cpu:N for N > 0
+        return f"{self.device_type}:{index}"
+
+    def flush_bytes(self) -> int:
+        """The stand-in names its own (small) cache to flush; real hardware gets the 256 MiB buffer."""
+        module = _torch_npu()
+        if getattr(module, "HARNESS_STAND_IN", False):
+            return int(getattr(module, "HARNESS_FLUSH_BYTES", super().flush_bytes()))
+        return super().flush_bytes()
+
+    def runtime(self) -> Any:
+        import torch
+
+        _torch_npu()
+        return torch.npu
 
     def available(self) -> str | None:
         try:
@@ -50,64 +84,24 @@ class NpuBackend(Backend):
         return None
 
     def device_count(self) -> int:
-        import torch
-
-        _torch_npu()
-        return int(torch.npu.device_count())
+        return int(self.runtime().device_count())
 
     def prepare_process(self, device: str) -> None:
-        import torch
-
-        _torch_npu()
-        torch.npu.set_device(device)
-
-    def synchronize(self, device: str) -> None:
-        import torch
-
-        torch.npu.synchronize()
-
-    def flush(self, device: str) -> None:
-        import torch
-
-        buf = self._flush_buffers.get(device)
-        if buf is None:
-            buf = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
-            self._flush_buffers[device] = buf
-        buf.zero_()
-
-    def measure(self, fn: Callable[[], Any], repetitions: int, device: str, flush_cache: bool) -> list[float]:
-        import torch
-
-        starts = [torch.npu.Event(enable_timing=True) for _ in range(repetitions)]
-        ends = [torch.npu.Event(enable_timing=True) for _ in range(repetitions)]
-        for i in range(repetitions):
-            if flush_cache:
-                self.flush(device)
-            starts[i].record()
-            fn()
-            torch.npu.synchronize()  # covers streams the candidate created itself
-            ends[i].record()
-        torch.npu.synchronize()
-        return [float(s.elapsed_time(e)) for s, e in zip(starts, ends, strict=True)]
-
-    def seed(self, seed: int) -> None:
-        import torch
-
-        torch.manual_seed(seed)
+        self.runtime().set_device(device)
 
     def environment(self, device: str) -> dict[str, Any]:
-        import torch
-
         env = super().environment(device)
         torch_npu = _torch_npu()
+        rt = self.runtime()
         env.update(
             torch_npu=getattr(torch_npu, "__version__", None),
-            device_name=str(torch.npu.get_device_name(device)) if hasattr(torch.npu, "get_device_name") else None,
+            device_name=str(rt.get_device_name(device)) if hasattr(rt, "get_device_name") else None,
             ascend_rt_visible_devices=os.environ.get("ASCEND_RT_VISIBLE_DEVICES"),
             simulated=self.simulated,
+            timing=self._measured_timing_facts(device),
         )
         if self.simulated:
-            env["note"] = "torch_npu stand-in: NOT run on Ascend hardware"
+            env["note"] = STAND_IN_NOTE
         return env
 
 

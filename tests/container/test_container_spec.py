@@ -51,8 +51,16 @@ def test_cpu_spec_isolation(tree: dict[str, Path]) -> None:
     assert spec["labels"][c.BACKEND_LABEL] == "cpu"
     assert spec["environment"]["HARNESS_IN_CONTAINER"] == "1"
     assert spec["environment"]["HARNESS_IMAGE"] == "img:tag"
-    for key in ("device_requests", "devices", "group_add", "nano_cpus", "cpuset_cpus", "ipc_mode", "shm_size"):
+    for key in (
+        "device_requests",
+        "devices",
+        "group_add",
+        "nano_cpus",
+        "cpuset_cpus",
+        "ipc_mode",
+    ):
         assert key not in spec
+    assert spec["shm_size"] == "2g"  # torch.multiprocessing needs more than Docker's 64 MB /dev/shm
 
 
 def test_volumes_map_to_fixed_container_paths(tree: dict[str, Path]) -> None:
@@ -62,6 +70,23 @@ def test_volumes_map_to_fixed_container_paths(tree: dict[str, Path]) -> None:
         str(tree["solutions"].resolve()): {"bind": "/solutions", "mode": "ro"},
         str(tree["out"].resolve()): {"bind": "/out", "mode": "rw"},
     }
+
+
+def test_solutions_inside_suite_go_through_suite(tree: dict[str, Path]) -> None:
+    inner = tree["suite"] / "solutions" / "reference"
+    (inner / "t1").mkdir(parents=True)
+    mounts = c.Mounts(suite=tree["suite"], solutions=inner, out=tree["out"])
+    assert [target for _, target, _ in mounts.pairs()] == ["/suite", "/out"]
+    args = ["run", "--suite", str(tree["suite"]), "--solutions", str(inner), "--out", str(tree["out"])]
+    assert c.map_harness_args(args, mounts) == [
+        "run",
+        "--suite",
+        "/suite",
+        "--solutions",
+        "/suite/solutions/reference",
+        "--out",
+        "/out",
+    ]
 
 
 def test_extra_readonly_mounts(tree: dict[str, Path]) -> None:
@@ -148,7 +173,9 @@ def test_npu_devices_mounts_and_env() -> None:
 
 def test_npu_needs_the_host_driver() -> None:
     with pytest.raises(c.ContainerError, match="Ascend driver"):
-        c.container_spec("img", [], backend="npu", npu_devices=[0], exists=lambda p: False, stat_gid=lambda p: None)
+        c.container_spec(
+            "img", [], backend="npu", npu_devices=[0], exists=lambda p: False, stat_gid=lambda p: None
+        )
 
 
 @pytest.mark.parametrize(
@@ -229,6 +256,23 @@ def test_strict_rejects_unmounted_paths(tree: dict[str, Path]) -> None:
     with pytest.raises(c.ContainerError, match="not inside a folder bound"):
         c.map_harness_args(["--suite", str(other)], _mounts(tree))
     assert c.map_harness_args(["--suite", str(other)], _mounts(tree), strict=False) == ["--suite", str(other)]
+
+
+def test_path_options_without_slash(tree: dict[str, Path]) -> None:
+    mounts = _mounts(tree)
+    args = ["run", "--suite", "suite", "--solutions=sols", "--out", "results/run1", "--case", "suite"]
+    assert c.map_harness_args(args, mounts, cwd=tree["root"]) == [
+        "run",
+        "--suite",
+        "/suite",
+        "--solutions=/solutions",
+        "--out",
+        "/out",
+        "--case",
+        "suite",  # a bare word after another option is a name, even if such a folder exists
+    ]
+    with pytest.raises(c.ContainerError, match="--out elsewhere is not inside"):
+        c.map_harness_args(["--out", "elsewhere"], mounts, cwd=tree["root"])
 
 
 def test_non_paths_untouched(tree: dict[str, Path]) -> None:

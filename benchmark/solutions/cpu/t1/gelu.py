@@ -1,0 +1,136 @@
+"""Exact (erf) GELU in one vectorised pass, with a rational erf instead of ATen's SLEEF call.
+
+Technique: y = 0.5 * x * (1 + erf(x / sqrt(2))) with erf(z) = z * P(z^2) / Q(z^2) on z clamped to
+[-4, 4] (degree 13/8 minimax, about 1 ulp in float32, the approximation Eigen and XLA use). It is
+branch-free, so each 16-wide AVX-512 lane runs the same FMAs and one division; eager PyTorch calls the
+SLEEF erf, which is accurate to 1 ulp too but needs several times more instructions per element, and
+that makes GELU compute-bound on two cores. Here it is close to the memory-bound ReLU.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+_CPP = r"""
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <cstdint>
+
+// erf on the float range: z * P(z^2) / Q(z^2) with z clamped to [-4, 4], where erf(z) rounds to +-1.
+// Branch-free so the loop vectorises; NaN passes through (both clamp compares are false for NaN).
+static inline float erf_f(float x) {
+  const float z = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+  const float z2 = z * z;
+  float p = -2.72614225801306e-10f;
+  p = p * z2 + 2.77068142495902e-08f;
+  p = p * z2 + -2.10102402082508e-06f;
+  p = p * z2 + -5.69250639462346e-05f;
+  p = p * z2 + -7.34990630326855e-04f;
+  p = p * z2 + -2.95459980854025e-03f;
+  p = p * z2 + -1.60960333262415e-02f;
+  float q = -1.45660718464996e-05f;
+  q = q * z2 + -2.13374055278905e-04f;
+  q = q * z2 + -1.68282697438203e-03f;
+  q = q * z2 + -7.37332916720468e-03f;
+  q = q * z2 + -1.42647390514189e-02f;
+  return z * p / q;
+}
+
+// Below this many elements a fork/join costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+
+at::Tensor gelu_forward(const at::Tensor& input) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat, "gelu: expected float32, got ", input.scalar_type());
+  const at::Tensor x = input.contiguous();
+  at::Tensor y = at::empty_like(x);
+  const float* src = x.data_ptr<float>();
+  float* dst = y.data_ptr<float>();
+  const int64_t n = x.numel();
+  // One pass: each thread takes a contiguous block and the compiler vectorises it (omp simd).
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = src[i];
+    dst[i] = 0.5f * v * (1.0f + erf_f(v * 0.70710678118654752f));
+  }
+  return y;
+}
+"""
+
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.kernels = _kernels()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kernels.gelu_forward(x)
+
+
+@functools.cache
+def _kernels() -> Any:
+    return _load_extension("gelu", _CPP, ["gelu_forward"])
+
+
+# --- build helper: the same in every cpu solution, so that each file can be loaded on its own -------
+
+
+def _load_extension(case: str, source: str, functions: list[str]) -> Any:
+    """Compile ``source`` on first use; afterwards load the cached library (well under a second).
+
+    Cache folder: $TORCH_EXTENSIONS_DIR (the images point it at a writable tmpfs; a candidate's home
+    may be read-only) or ~/.cache/kernel-harness/torch_extensions. The folder name hashes everything
+    that shapes the binary (source, flags, torch and Python versions), so an edit gets a fresh build
+    instead of a stale library, and two machines sharing a cache never load each other's ISA level.
+    """
+    import fcntl
+    import hashlib
+    import os
+    import platform
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from torch.utils.cpp_extension import load_inline
+
+    # -O3 without -ffast-math: NaN/Inf must propagate as in ATen. -fno-math-errno/-fno-trapping-math
+    # are what ATen itself is built with; vectorisation comes from `omp simd` pragmas, not reassociation.
+    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        # The ISA level ATen dispatches to on this machine (not -march=native: the binary must run
+        # on any machine of that level that shares the cache).
+        capability = torch.backends.cpu.get_cpu_capability()
+        flags += {"AVX512": ["-march=x86-64-v4", "-mprefer-vector-width=512"], "AVX2": ["-march=x86-64-v3"]}.get(
+            capability, []
+        )
+    digest = hashlib.sha256("\0".join([source, *flags, torch.__version__, sys.version]).encode()).hexdigest()
+    name = f"kh_{case}_{digest[:12]}"
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "kernel-harness" / "torch_extensions")
+    build = Path(root) / name
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable cache (read-only home, no TORCH_EXTENSIONS_DIR): build in TMPDIR
+        build = Path(tempfile.gettempdir()) / name
+        build.mkdir(parents=True, exist_ok=True)
+    # torch's own build lock is a plain file that a killed build (a harness timeout) leaves behind, and
+    # then every later load waits on it forever. An flock dies with its holder: whoever holds it is the
+    # only builder, so a torch lock found inside it is stale.
+    with open(build / "kh.flock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        return load_inline(
+            name,
+            source,
+            functions=functions,
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build),
+            # Per-operator ATen headers instead of torch/extension.h halve the cold compile.
+            no_implicit_headers=True,
+            with_pytorch_error_handling=False,
+        )

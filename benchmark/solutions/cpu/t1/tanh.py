@@ -1,0 +1,156 @@
+"""Hyperbolic tangent in one vectorised pass: a Cephes-style tanh inlined, no SLEEF call.
+
+Technique: for |x| < 0.625 an odd degree-11 polynomial (accurate near zero, where the closed form
+cancels); above it 1 - 2 / (exp(2|x|) + 1) with an inlined polynomial exp, which saturates to +-1 on
+its own (exp overflows to inf). Both branches are computed and blended, so the loop is branch-free and
+vectorises 16 lanes wide. ATen's tanh calls SLEEF's tanhf, one of its most expensive float functions,
+so the reference is compute-bound; this loop runs at several times its speed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+_CPP = r"""
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+static inline float bits_to_float(int32_t i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
+
+// exp(x) to about 1 ulp, branch-free: x = n*ln2 + r with |r| <= ln2/2 (ln2 split in two so r is exact),
+// exp(r) by the Cephes degree-6 polynomial, 2^n applied as two factors so that neither exponent field
+// overflows: results near FLT_MAX and gradual underflow come out right. The clamp keeps NaN (both
+// compares are false) and sends +-inf to values whose exp is inf and 0.
+static inline float exp_f(float x) {
+  const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+  const float nf = (xc * 1.44269504088896341f + shifter) - shifter;
+  float r = xc - nf * 0.693359375f;
+  r = r - nf * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const int32_t n = static_cast<int32_t>(nf);
+  const int32_t n1 = n >> 1;
+  const int32_t n2 = n - n1;
+  return p * bits_to_float((n1 + 127) << 23) * bits_to_float((n2 + 127) << 23);
+}
+
+// tanh to a few ulp. Computing both branches and selecting keeps the loop free of branches;
+// NaN takes the polynomial branch (the compare is false) and stays NaN.
+static inline float tanh_f(float x) {
+  const float ax = std::fabs(x);
+  const float far = 1.0f - 2.0f / (exp_f(2.0f * ax) + 1.0f);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z + -5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z + -3.33332819422e-1f;
+  const float near = x + x * z * p;
+  return ax >= 0.625f ? std::copysign(far, x) : near;
+}
+
+// Below this many elements a fork/join costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+
+at::Tensor tanh_forward(const at::Tensor& input) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat, "tanh: expected float32, got ", input.scalar_type());
+  const at::Tensor x = input.contiguous();
+  at::Tensor y = at::empty_like(x);
+  const float* src = x.data_ptr<float>();
+  float* dst = y.data_ptr<float>();
+  const int64_t n = x.numel();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = tanh_f(src[i]);
+  }
+  return y;
+}
+"""
+
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.kernels = _kernels()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kernels.tanh_forward(x)
+
+
+@functools.cache
+def _kernels() -> Any:
+    return _load_extension("tanh", _CPP, ["tanh_forward"])
+
+
+# --- build helper: the same in every cpu solution, so that each file can be loaded on its own -------
+
+
+def _load_extension(case: str, source: str, functions: list[str]) -> Any:
+    """Compile ``source`` on first use; afterwards load the cached library (well under a second).
+
+    Cache folder: $TORCH_EXTENSIONS_DIR (the images point it at a writable tmpfs; a candidate's home
+    may be read-only) or ~/.cache/kernel-harness/torch_extensions. The folder name hashes everything
+    that shapes the binary (source, flags, torch and Python versions), so an edit gets a fresh build
+    instead of a stale library, and two machines sharing a cache never load each other's ISA level.
+    """
+    import fcntl
+    import hashlib
+    import os
+    import platform
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from torch.utils.cpp_extension import load_inline
+
+    # -O3 without -ffast-math: NaN/Inf must propagate as in ATen. -fno-math-errno/-fno-trapping-math
+    # are what ATen itself is built with; vectorisation comes from `omp simd` pragmas, not reassociation.
+    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        # The ISA level ATen dispatches to on this machine (not -march=native: the binary must run
+        # on any machine of that level that shares the cache).
+        capability = torch.backends.cpu.get_cpu_capability()
+        flags += {"AVX512": ["-march=x86-64-v4", "-mprefer-vector-width=512"], "AVX2": ["-march=x86-64-v3"]}.get(
+            capability, []
+        )
+    digest = hashlib.sha256("\0".join([source, *flags, torch.__version__, sys.version]).encode()).hexdigest()
+    name = f"kh_{case}_{digest[:12]}"
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "kernel-harness" / "torch_extensions")
+    build = Path(root) / name
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable cache (read-only home, no TORCH_EXTENSIONS_DIR): build in TMPDIR
+        build = Path(tempfile.gettempdir()) / name
+        build.mkdir(parents=True, exist_ok=True)
+    # torch's own build lock is a plain file that a killed build (a harness timeout) leaves behind, and
+    # then every later load waits on it forever. An flock dies with its holder: whoever holds it is the
+    # only builder, so a torch lock found inside it is stale.
+    with open(build / "kh.flock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        return load_inline(
+            name,
+            source,
+            functions=functions,
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build),
+            # Per-operator ATen headers instead of torch/extension.h halve the cold compile.
+            no_implicit_headers=True,
+            with_pytorch_error_handling=False,
+        )

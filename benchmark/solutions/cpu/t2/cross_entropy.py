@@ -1,0 +1,168 @@
+"""Mean cross-entropy fused into one read of the logits: row max, log-sum-exp and the target gather.
+
+Technique: each thread takes whole rows; a row of logits (32 KiB at the CPU size) is read from memory
+once and its max and sum of exp(x - max) are then taken from L1, vectorised (omp simd reductions,
+inlined polynomial exp). The loss of a row is max + log(sum) - x[target]; the per-row losses are summed
+in a fixed order in double, so the result does not depend on the thread count. Eager PyTorch runs
+log_softmax, which writes the full (batch, classes) matrix of log-probabilities, then nll_loss, which
+reads one value per row of it: this kernel never writes that matrix.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+_CPP = r"""
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+static inline int32_t float_to_bits(float f) { int32_t i; std::memcpy(&i, &f, sizeof i); return i; }
+static inline float bits_to_float(int32_t i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
+
+// exp(x) for x <= 0 (a logit minus its row max), about 1 ulp, branch-free: x = n*ln2 + r with
+// |r| <= ln2/2 (ln2 split in two so r is exact), exp(r) by the Cephes degree-6 polynomial, and 2^n
+// added straight into the exponent bits. Only the low end needs care: below ln(FLT_MIN) the result
+// would be subnormal and is returned as 0. NaN stays NaN (it fails both compares).
+static inline float exp_nonpos(float x) {
+  constexpr float kLnFltMin = -87.33654f;
+  const float xc = x < kLnFltMin ? kLnFltMin : x;
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+  const float nf = (xc * 1.44269504088896341f + shifter) - shifter;
+  float r = xc - nf * 0.693359375f;
+  r = r - nf * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const float result = bits_to_float(float_to_bits(p) + (static_cast<int32_t>(nf) << 23));
+  return x < kLnFltMin ? 0.0f : result;
+}
+
+// nll_loss's default: targets equal to -100 contribute nothing and are not counted in the mean.
+constexpr int64_t kIgnoreIndex = -100;
+
+at::Tensor cross_entropy_forward(const at::Tensor& logits_in, const at::Tensor& targets_in) {
+  TORCH_CHECK(logits_in.dim() == 2 && logits_in.scalar_type() == at::kFloat, "cross_entropy: logits must be (batch, classes) float32");
+  TORCH_CHECK(targets_in.dim() == 1 && targets_in.scalar_type() == at::kLong, "cross_entropy: targets must be (batch,) int64");
+  TORCH_CHECK(targets_in.size(0) == logits_in.size(0), "cross_entropy: batch sizes differ");
+  const at::Tensor logits = logits_in.contiguous();
+  const at::Tensor targets = targets_in.contiguous();
+  const int64_t rows = logits.size(0);
+  const int64_t classes = logits.size(1);
+  const float* x = logits.data_ptr<float>();
+  const int64_t* t = targets.data_ptr<int64_t>();
+  for (int64_t i = 0; i < rows; ++i) {
+    TORCH_CHECK(t[i] == kIgnoreIndex || (t[i] >= 0 && t[i] < classes), "cross_entropy: target ", t[i], " out of bounds");
+  }
+
+  std::vector<double> loss(rows, 0.0);
+#pragma omp parallel for schedule(static) if (rows * classes >= (1 << 15))
+  for (int64_t i = 0; i < rows; ++i) {
+    if (t[i] == kIgnoreIndex) continue;
+    const float* row = x + i * classes;
+    float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < classes; ++j) m = row[j] > m ? row[j] : m;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < classes; ++j) s += exp_nonpos(row[j] - m);
+    loss[i] = static_cast<double>(m) + std::log(static_cast<double>(s)) - static_cast<double>(row[t[i]]);
+  }
+  double total = 0.0;
+  int64_t counted = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (t[i] == kIgnoreIndex) continue;
+    total += loss[i];
+    ++counted;
+  }
+  at::Tensor out = at::empty({}, logits.options());
+  out.data_ptr<float>()[0] = static_cast<float>(total / static_cast<double>(counted));  // 0/0 = NaN, as torch
+  return out;
+}
+"""
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.kernels = _kernels()
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.kernels.cross_entropy_forward(logits, targets)
+
+
+@functools.cache
+def _kernels() -> Any:
+    return _load_extension("cross_entropy", _CPP, ["cross_entropy_forward"])
+
+
+# --- build helper: the same in every cpu solution, so that each file can be loaded on its own -------
+
+
+def _load_extension(case: str, source: str, functions: list[str]) -> Any:
+    """Compile ``source`` on first use; afterwards load the cached library (well under a second).
+
+    Cache folder: $TORCH_EXTENSIONS_DIR (the images point it at a writable tmpfs; a candidate's home
+    may be read-only) or ~/.cache/kernel-harness/torch_extensions. The folder name hashes everything
+    that shapes the binary (source, flags, torch and Python versions), so an edit gets a fresh build
+    instead of a stale library, and two machines sharing a cache never load each other's ISA level.
+    """
+    import fcntl
+    import hashlib
+    import os
+    import platform
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from torch.utils.cpp_extension import load_inline
+
+    # -O3 without -ffast-math: NaN/Inf must propagate as in ATen. -fno-math-errno/-fno-trapping-math
+    # are what ATen itself is built with; vectorisation comes from `omp simd` pragmas, not reassociation.
+    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        # The ISA level ATen dispatches to on this machine (not -march=native: the binary must run
+        # on any machine of that level that shares the cache).
+        capability = torch.backends.cpu.get_cpu_capability()
+        flags += {"AVX512": ["-march=x86-64-v4", "-mprefer-vector-width=512"], "AVX2": ["-march=x86-64-v3"]}.get(
+            capability, []
+        )
+    digest = hashlib.sha256("\0".join([source, *flags, torch.__version__, sys.version]).encode()).hexdigest()
+    name = f"kh_{case}_{digest[:12]}"
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "kernel-harness" / "torch_extensions")
+    build = Path(root) / name
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable cache (read-only home, no TORCH_EXTENSIONS_DIR): build in TMPDIR
+        build = Path(tempfile.gettempdir()) / name
+        build.mkdir(parents=True, exist_ok=True)
+    # torch's own build lock is a plain file that a killed build (a harness timeout) leaves behind, and
+    # then every later load waits on it forever. An flock dies with its holder: whoever holds it is the
+    # only builder, so a torch lock found inside it is stale.
+    with open(build / "kh.flock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        return load_inline(
+            name,
+            source,
+            functions=functions,
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build),
+            # Per-operator ATen headers instead of torch/extension.h halve the cold compile.
+            no_implicit_headers=True,
+            with_pytorch_error_handling=False,
+        )

@@ -1,0 +1,264 @@
+"""Small decoder-only LM: every norm, activation, residual add and the embedding sum as C++ passes, GEMMs in oneDNN.
+
+Technique: the model is the reference's module tree (same names, so it gets the same weights); only
+forward changes. The token + position embedding is one C++ gather-and-add; each layer norm is one C++
+pass over rows held in L1; the linear layers run in oneDNN (torch's mkldnn linear op, AVX-512 brgemm,
+bias included) and their outputs are finished in place by C++ epilogues: GELU after fc1 (rational
+erf) and the residual adds after proj and fc2, so no temporary is written just to be re-read. Causal
+attention stays ATen's scaled_dot_product_attention. Most of the speedup is the GEMM library (oneDNN
+vs MKL on this AMD CPU); the fused passes are the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_CPP = r"""
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <cmath>
+#include <cstdint>
+
+// x[b, s, :] = tok[ids[b, s], :] + pos[s, :]: the two embedding lookups and their sum in one pass.
+at::Tensor embed(const at::Tensor& ids_in, const at::Tensor& tok_in, const at::Tensor& pos_in) {
+  TORCH_CHECK(ids_in.dim() == 2 && ids_in.scalar_type() == at::kLong, "embed: ids must be (batch, seq) int64");
+  TORCH_CHECK(tok_in.scalar_type() == at::kFloat && pos_in.scalar_type() == at::kFloat, "embed: expected float32 tables");
+  const at::Tensor ids = ids_in.contiguous();
+  const at::Tensor tok = tok_in.contiguous();
+  const at::Tensor pos = pos_in.contiguous();
+  const int64_t batch = ids.size(0);
+  const int64_t seq = ids.size(1);
+  const int64_t vocab = tok.size(0);
+  const int64_t dim = tok.size(1);
+  TORCH_CHECK(pos.size(0) >= seq && pos.size(1) == dim, "embed: position table too small");
+  const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t i = 0; i < batch * seq; ++i) {
+    TORCH_CHECK(id[i] >= 0 && id[i] < vocab, "embed: token id ", id[i], " out of range");
+  }
+  at::Tensor out = at::empty({batch, seq, dim}, tok.options());
+  const float* t = tok.data_ptr<float>();
+  const float* p = pos.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+#pragma omp parallel for schedule(static) if (batch * seq * dim >= (1 << 15))
+  for (int64_t i = 0; i < batch * seq; ++i) {
+    const float* tr = t + id[i] * dim;
+    const float* pr = p + (i % seq) * dim;
+    float* o = dst + i * dim;
+#pragma omp simd
+    for (int64_t j = 0; j < dim; ++j) o[j] = tr[j] + pr[j];
+  }
+  return out;
+}
+
+// Layer norm over the last dimension; a thread takes whole rows, each held in L1 for its three sweeps.
+at::Tensor layernorm(const at::Tensor& input, const at::Tensor& weight_in, const at::Tensor& bias_in, double eps) {
+  TORCH_CHECK(input.scalar_type() == at::kFloat, "layernorm: expected float32, got ", input.scalar_type());
+  const int64_t cols = input.size(-1);
+  TORCH_CHECK(weight_in.numel() == cols && bias_in.numel() == cols, "layernorm: weight and bias must have ", cols, " elements");
+  const at::Tensor x = input.contiguous();
+  const at::Tensor weight = weight_in.contiguous();
+  const at::Tensor bias = bias_in.contiguous();
+  at::Tensor y = at::empty_like(x);
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+  const float* src = x.data_ptr<float>();
+  const float* w = weight.data_ptr<float>();
+  const float* b = bias.data_ptr<float>();
+  float* dst = y.data_ptr<float>();
+  const float inv_cols = 1.0f / static_cast<float>(cols);
+  const float eps_f = static_cast<float>(eps);
+
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 15))
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* in = src + i * cols;
+    float* out = dst + i * cols;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < cols; ++j) sum += in[j];
+    const float mean = sum * inv_cols;
+    float sq = 0.0f;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float d = in[j] - mean;
+      sq += d * d;
+    }
+    const float rstd = 1.0f / std::sqrt(sq * inv_cols + eps_f);
+    const float shift = -mean * rstd;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) out[j] = (in[j] * rstd + shift) * w[j] + b[j];
+  }
+  return y;
+}
+
+// erf on the float range: z * P(z^2) / Q(z^2) with z clamped to [-4, 4], where erf(z) rounds to +-1.
+// Branch-free so the loop vectorises; NaN passes through (both clamp compares are false for NaN).
+static inline float erf_f(float x) {
+  const float z = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+  const float z2 = z * z;
+  float p = -2.72614225801306e-10f;
+  p = p * z2 + 2.77068142495902e-08f;
+  p = p * z2 + -2.10102402082508e-06f;
+  p = p * z2 + -5.69250639462346e-05f;
+  p = p * z2 + -7.34990630326855e-04f;
+  p = p * z2 + -2.95459980854025e-03f;
+  p = p * z2 + -1.60960333262415e-02f;
+  float q = -1.45660718464996e-05f;
+  q = q * z2 + -2.13374055278905e-04f;
+  q = q * z2 + -1.68282697438203e-03f;
+  q = q * z2 + -7.37332916720468e-03f;
+  q = q * z2 + -1.42647390514189e-02f;
+  return z * p / q;
+}
+
+// y = gelu(y) in place (exact erf form).
+at::Tensor gelu_(at::Tensor y) {
+  TORCH_CHECK(y.scalar_type() == at::kFloat && y.is_contiguous(), "gelu_: expected contiguous float32");
+  float* data = y.data_ptr<float>();
+  const int64_t n = y.numel();
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 15))
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = data[i];
+    data[i] = 0.5f * v * (1.0f + erf_f(v * 0.70710678118654752f));
+  }
+  return y;
+}
+// y += x in place (the residual connection), one vectorised pass.
+at::Tensor add_(at::Tensor y, const at::Tensor& x_in) {
+  TORCH_CHECK(y.is_contiguous() && y.sizes() == x_in.sizes() && y.scalar_type() == at::kFloat, "add_: shape or dtype mismatch");
+  const at::Tensor x = x_in.contiguous();
+  float* dst = y.data_ptr<float>();
+  const float* src = x.data_ptr<float>();
+  const int64_t n = y.numel();
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 15))
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+  return y;
+}
+"""
+
+
+class Block(nn.Module):
+    def __init__(self, embed_dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        self.fc1 = nn.Linear(embed_dim, 4 * embed_dim)
+        self.fc2 = nn.Linear(4 * embed_dim, embed_dim)
+
+    def forward(self, x: torch.Tensor, k: Any) -> torch.Tensor:
+        b, s, e = x.shape
+        h = k.layernorm(x, self.norm1.weight, self.norm1.bias, self.norm1.eps)
+        qkv = _linear(h, self.qkv.weight, self.qkv.bias).view(b, s, 3, self.num_heads, e // self.num_heads)
+        q, key, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, key, v, is_causal=True)
+        x = k.add_(_linear(attn.transpose(1, 2).reshape(b, s, e), self.proj.weight, self.proj.bias).contiguous(), x)
+        h = k.layernorm(x, self.norm2.weight, self.norm2.bias, self.norm2.eps)
+        h = k.gelu_(_linear(h, self.fc1.weight, self.fc1.bias).contiguous())
+        return k.add_(_linear(h, self.fc2.weight, self.fc2.bias).contiguous(), x)
+
+
+class ModelNew(nn.Module):
+    def __init__(self, vocab_size: int, seq_len: int, embed_dim: int, num_heads: int, num_layers: int):
+        super().__init__()
+        # The reference's module tree and names, so the harness hands over the reference's weights.
+        self.tok_emb = nn.Embedding(vocab_size, embed_dim)
+        self.pos_emb = nn.Embedding(seq_len, embed_dim)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, vocab_size, bias=False)
+        self.kernels = _kernels()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        k = self.kernels
+        x = k.embed(ids, self.tok_emb.weight, self.pos_emb.weight)
+        for block in self.blocks:
+            x = block(x, k)
+        return _linear(k.layernorm(x, self.norm.weight, self.norm.bias, self.norm.eps), self.head.weight, None)
+
+
+# The GEMM: oneDNN's fp32 brgemm through torch's own mkldnn op, where torch has it. Eager F.linear
+# calls MKL's sgemm, which on AMD CPUs does not take its AVX-512 path and runs at under half oneDNN's
+# speed on the EPYC of docs/cpu-solutions.md (on Intel CPUs the gap should be small). F.linear is the
+# fallback.
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias, a fresh tensor the epilogue kernels may overwrite (inference only)."""
+    if _ONEDNN_LINEAR and not torch.is_grad_enabled():  # the mkldnn op has no autograd formula
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return nn.functional.linear(x, weight, bias)
+
+
+
+@functools.cache
+def _kernels() -> Any:
+    return _load_extension("transformer_lm", _CPP, ["embed", "layernorm", "gelu_", "add_"])
+
+
+# --- build helper: the same in every cpu solution, so that each file can be loaded on its own -------
+
+
+def _load_extension(case: str, source: str, functions: list[str]) -> Any:
+    """Compile ``source`` on first use; afterwards load the cached library (well under a second).
+
+    Cache folder: $TORCH_EXTENSIONS_DIR (the images point it at a writable tmpfs; a candidate's home
+    may be read-only) or ~/.cache/kernel-harness/torch_extensions. The folder name hashes everything
+    that shapes the binary (source, flags, torch and Python versions), so an edit gets a fresh build
+    instead of a stale library, and two machines sharing a cache never load each other's ISA level.
+    """
+    import fcntl
+    import hashlib
+    import os
+    import platform
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from torch.utils.cpp_extension import load_inline
+
+    # -O3 without -ffast-math: NaN/Inf must propagate as in ATen. -fno-math-errno/-fno-trapping-math
+    # are what ATen itself is built with; vectorisation comes from `omp simd` pragmas, not reassociation.
+    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        # The ISA level ATen dispatches to on this machine (not -march=native: the binary must run
+        # on any machine of that level that shares the cache).
+        capability = torch.backends.cpu.get_cpu_capability()
+        flags += {"AVX512": ["-march=x86-64-v4", "-mprefer-vector-width=512"], "AVX2": ["-march=x86-64-v3"]}.get(
+            capability, []
+        )
+    digest = hashlib.sha256("\0".join([source, *flags, torch.__version__, sys.version]).encode()).hexdigest()
+    name = f"kh_{case}_{digest[:12]}"
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "kernel-harness" / "torch_extensions")
+    build = Path(root) / name
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable cache (read-only home, no TORCH_EXTENSIONS_DIR): build in TMPDIR
+        build = Path(tempfile.gettempdir()) / name
+        build.mkdir(parents=True, exist_ok=True)
+    # torch's own build lock is a plain file that a killed build (a harness timeout) leaves behind, and
+    # then every later load waits on it forever. An flock dies with its holder: whoever holds it is the
+    # only builder, so a torch lock found inside it is stale.
+    with open(build / "kh.flock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        return load_inline(
+            name,
+            source,
+            functions=functions,
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build),
+            # Per-operator ATen headers instead of torch/extension.h halve the cold compile.
+            no_implicit_headers=True,
+            with_pytorch_error_handling=False,
+        )
