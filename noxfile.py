@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parent
 IMAGES = {"cpu": "kernel-harness/cpu:dev", "gpu": "kernel-harness/gpu:dev", "npu": "kernel-harness/npu:dev"}
 DOCKER_DIRS = {"cpu": "cpu", "gpu": "cuda", "npu": "ascend"}  # backend -> docker/<dir>/Dockerfile
 CPU_BASE = os.environ.get("HARNESS_BASE_IMAGE", "kernel-harness/base:bookworm")  # or python:3.11-slim-bookworm
-DEFAULT_SOLUTIONS = {"cpu": "benchmark/solutions/cpu", "gpu": "benchmark/solutions/triton", "npu": "benchmark/solutions/reference"}
+DEFAULT_SOLUTIONS = {
+    "cpu": "benchmark/solutions/cpu",
+    "gpu": "benchmark/solutions/triton",
+    "npu": "benchmark/solutions/reference",
+}
 
 
 @nox.session(name="tests")

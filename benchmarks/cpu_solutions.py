@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Benchmark the `cpu` example solutions with the harness and print a speedup table.
 
-Runs ``harness run --backend cpu --solutions benchmark/solutions/cpu`` in a subprocess (so the
-numbers are exactly what the harness measures: interleaved reference/candidate rounds in isolated
-workers), then reads ``result.json`` and prints one row per evaluated case (reference and candidate
-median milliseconds, speedup, status) and the geometric mean of the speedups of the passing cases.
+First compiles every solution's C++ kernels outside the harness, two at a time, into the account's
+cache (~/.cache/kernel-harness/torch_extensions): the harness confines each candidate to a scratch
+folder (HOME and TORCH_EXTENSIONS_DIR point into it, writes elsewhere are refused), so a candidate
+can read a finished build but never leave one behind. Then runs ``harness run --backend cpu
+--solutions benchmark/solutions/cpu`` in a subprocess (so the numbers are exactly what the harness
+measures: interleaved reference/candidate rounds in isolated workers), reads ``result.json`` and
+prints one row per evaluated case (reference and candidate median milliseconds, speedup, status) and
+the geometric mean of the speedups of the passing cases.
 
-    python benchmarks/cpu_solutions.py                         # run, then print the table
+    python benchmarks/cpu_solutions.py                         # build, run, then print the table
     python benchmarks/cpu_solutions.py --out /tmp/cpu-run      # keep the artifacts there
     python benchmarks/cpu_solutions.py --no-run --out DIR      # only print the table of an earlier run
+    python benchmarks/cpu_solutions.py --build-only            # only compile (what the tests do first)
     python benchmarks/cpu_solutions.py -- --case gelu --rounds 20   # extra `harness run` options
 
 Exit status: the harness's (0 when every case passed), or 2 when there is no result to read.
@@ -19,14 +24,53 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "benchmark" / "solutions" / "cpu"
+
+# Imports one solution file and builds (or finds) its kernels: each solution's _kernels().
+_BUILD_ONE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("solution", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module._kernels()
+"""
+
+
+def build_all(jobs: int = 2) -> bool:
+    """Compile every solution's kernels into the account's cache; False if any build failed."""
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_EXTENSIONS_DIR"}  # the account's cache
+    files = sorted(SOLUTIONS.glob("t*/*.py"))
+
+    def build(path: Path) -> tuple[Path, float, subprocess.CompletedProcess[str]]:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", _BUILD_ONE, str(path)], env=env, capture_output=True, text=True
+        )
+        return path, time.perf_counter() - start, proc
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        results = list(pool.map(build, files))
+    failed = [(p, proc) for p, _, proc in results if proc.returncode != 0]
+    slowest = max((seconds, p) for p, seconds, _ in results) if results else (0.0, None)
+    print(
+        f"built {len(files) - len(failed)}/{len(files)} solutions in {time.perf_counter() - start:.1f} s"
+        + (f" (slowest {slowest[1].relative_to(SOLUTIONS)}: {slowest[0]:.1f} s)" if slowest[1] else ""),
+        flush=True,
+    )
+    for path, proc in failed:
+        print(f"build failed: {path.relative_to(REPO)}\n{proc.stderr[-2000:]}", file=sys.stderr)
+    return not failed
 
 
 def run_harness(out: Path, extra: list[str]) -> int:
@@ -114,10 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="artifact folder (default: a fresh temporary folder)")
     parser.add_argument("--no-run", action="store_true", help="only print the table of the run in --out")
+    parser.add_argument("--build-only", action="store_true", help="only compile the solutions' kernels")
+    parser.add_argument("--no-build", action="store_true", help="skip compiling ahead of the harness")
     parser.add_argument("extra", nargs="*", help="options passed to `harness run` (after --)")
     args = parser.parse_args(argv)
     if args.no_run and args.out is None:
         parser.error("--no-run needs --out")
+    if args.build_only:
+        return 0 if build_all() else 1
+    if not (args.no_run or args.no_build):
+        build_all()  # a failed build shows up again, with the compiler's message, in the harness result
     out = args.out or Path(tempfile.mkdtemp(prefix="cpu-solutions-"))
     code = 0 if args.no_run else run_harness(out, args.extra)
     result_file = out / "result.json"

@@ -34,7 +34,9 @@ PY = sys.executable
 def main(argv: list[str]) -> int:
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
-    runs = Path(os.environ.get("SESSION_RUNS", "/tmp/gpu_runs"))  # packed into OUT/runs.tgz (few files come back)
+    runs = Path(
+        os.environ.get("SESSION_RUNS", "/tmp/gpu_runs")
+    )  # packed into OUT/runs.tgz (few files come back)
     runs.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + float(os.environ.get("SESSION_DEADLINE_S", "540"))
     log = (out / "log.txt").open("a", buffering=1)
@@ -53,14 +55,23 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         try:
             proc = subprocess.run(
-                cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit, env={**os.environ, **(env or {})}
+                cmd,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=limit,
+                env={**os.environ, **(env or {})},
             )
             code, text = proc.returncode, proc.stdout + proc.stderr
         except OSError as exc:
             code, text = 127, f"cannot run: {exc}"
         except subprocess.TimeoutExpired as exc:
             code = 124
-            text = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            text = (
+                (exc.stdout or b"").decode(errors="replace")
+                if isinstance(exc.stdout, bytes)
+                else (exc.stdout or "")
+            )
             text += "\nTIMEOUT"
         log.write(text + "\n")
         tail = text[-3000:]
@@ -73,13 +84,34 @@ def main(argv: list[str]) -> int:
         args = [a for a in extra.split(",") if a] if extra else []
         if name == "env":
             run(["nvidia-smi"], 30)
-            run([PY, "-c", "import sys, torch, triton, jsonschema; print(sys.version); print(torch.__version__, "
-                 "torch.version.cuda, triton.__version__, torch.cuda.get_device_name(0), torch.cuda.device_count())"], 60)
+            run(
+                [
+                    PY,
+                    "-c",
+                    "import sys, torch, triton, jsonschema; print(sys.version); print(torch.__version__, "
+                    "torch.version.cuda, triton.__version__, torch.cuda.get_device_name(0), "
+                    "torch.cuda.device_count())",
+                ],
+                60,
+            )
             run([PY, "-m", "harness", "--help"], 60)
             run([PY, "-m", "harness", "list", "--backend", "gpu"], 60)
             # device selection: a missing device is a warning; none left is an error (exit 3)
-            run([PY, "-m", "harness", "eval", "benchmark/t1/relu.py", "benchmark/solutions/reference/t1/relu.py",
-                 "--backend", "gpu", "--device", "7"], 60)
+            run(
+                [
+                    PY,
+                    "-m",
+                    "harness",
+                    "eval",
+                    "benchmark/t1/relu.py",
+                    "benchmark/solutions/reference/t1/relu.py",
+                    "--backend",
+                    "gpu",
+                    "--device",
+                    "7",
+                ],
+                60,
+            )
         elif name == "study":
             run([PY, "benchmarks/gpu_timing_study.py", str(out / "study.json")], 300)
         elif name == "sidestream":
@@ -89,20 +121,78 @@ def main(argv: list[str]) -> int:
             for label, source in (("hidden", HIDDEN_SIDE_STREAM), ("joined", JOINED_SIDE_STREAM)):
                 path = runs / f"side_stream_{label}.py"
                 path.write_text(source)
-                run([PY, "-m", "harness", "eval", SIDE_STREAM_CASE, str(path), "--backend", "gpu",
-                     "--budget-ms", "200", "--out", str(runs / f"side_stream_{label}.json"), *args], 180)
+                run(
+                    [
+                        PY,
+                        "-m",
+                        "harness",
+                        "eval",
+                        SIDE_STREAM_CASE,
+                        str(path),
+                        "--backend",
+                        "gpu",
+                        "--budget-ms",
+                        "200",
+                        "--out",
+                        str(runs / f"side_stream_{label}.json"),
+                        *args,
+                    ],
+                    180,
+                )
         elif name in ("triton", "reference"):
             tag = next((a for a in args if a.startswith("tag=")), f"tag={name}")[4:]
             args = [a for a in args if not a.startswith("tag=")]
-            run([PY, "-m", "harness", "run", "--backend", "gpu", "--solutions", f"benchmark/solutions/{name}",
-                 "--out", str(runs / tag), "--overwrite", "--quiet", *args], 900)
+            run(
+                [
+                    PY,
+                    "-m",
+                    "harness",
+                    "run",
+                    "--backend",
+                    "gpu",
+                    "--solutions",
+                    f"benchmark/solutions/{name}",
+                    "--out",
+                    str(runs / tag),
+                    "--overwrite",
+                    "--quiet",
+                    *args,
+                ],
+                900,
+            )
         elif name == "calibrate":
             tag = next((a for a in args if a.startswith("tag=")), "tag=calibration")[4:]
             args = [a for a in args if not a.startswith("tag=")]
-            run([PY, "-m", "harness", "calibrate", "--backend", "gpu", "--out", str(runs / f"{tag}.json"), *args], 900)
+            run(
+                [
+                    PY,
+                    "-m",
+                    "harness",
+                    "calibrate",
+                    "--backend",
+                    "gpu",
+                    "--out",
+                    str(runs / f"{tag}.json"),
+                    *args,
+                ],
+                900,
+            )
         elif name == "pytest":
-            run([PY, "-m", "pytest", "-x", "-q", "-m", "gpu", "tests/test_gpu_backend.py",
-                 "tests/test_triton_solutions.py", *args], 400)
+            run(
+                [
+                    PY,
+                    "-m",
+                    "pytest",
+                    "-x",
+                    "-q",
+                    "-m",
+                    "gpu",
+                    "tests/test_gpu_backend.py",
+                    "tests/test_triton_solutions.py",
+                    *args,
+                ],
+                400,
+            )
         else:
             say(f"unknown step {step}")
     with tarfile.open(out / "runs.tgz", "w:gz") as tar:

@@ -44,7 +44,7 @@ def old_method(fn: Callable[[], Any], n: int) -> list[float]:
         torch.cuda.synchronize()
         ends[i].record()
     torch.cuda.synchronize()
-    return [s.elapsed_time(e) for s, e in zip(starts, ends)]
+    return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)]
 
 
 def aa_rounds(fa: Callable[[], Any], fb: Callable[[], Any], rounds: int, per_round: int) -> dict[str, float]:
@@ -84,9 +84,13 @@ def workloads() -> dict[str, Callable[[], tuple[Callable[[], Any], Callable[[], 
 
     def mlp() -> tuple[Callable[[], Any], Callable[[], Any]]:
         torch.manual_seed(0)
-        ma = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 1024)).to(DEV)
+        ma = torch.nn.Sequential(
+            torch.nn.Linear(1024, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 1024)
+        ).to(DEV)
         torch.manual_seed(0)
-        mb = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 1024)).to(DEV)
+        mb = torch.nn.Sequential(
+            torch.nn.Linear(1024, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 1024)
+        ).to(DEV)
         xa, xb = torch.randn(512, 1024, device=DEV), torch.randn(512, 1024, device=DEV)
 
         def fa() -> Any:
@@ -138,19 +142,31 @@ def main(out_path: str) -> None:
         pass
     try:
         report["nvidia_smi"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,temperature.gpu",
-             "--format=csv"], capture_output=True, text=True, timeout=30).stdout
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,temperature.gpu",
+                "--format=csv",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
     except Exception as exc:  # noqa: BLE001
         report["nvidia_smi"] = str(exc)
     idle, margin = BACKEND.idle_latency(DEV)
+    KEYS = ("idle_turnaround_ms", "margin_ms", "event_cost_ms")
     report["calibration"] = {
-        mode: dict(zip(("idle_turnaround_ms", "margin_ms", "event_cost_ms"), BACKEND.calibration(DEV, flush)))
+        mode: dict(zip(KEYS, BACKEND.calibration(DEV, flush), strict=True))
         for mode, flush in (("flush", True), ("warm", False))
     }
     gaps = [j - e for e, j in BACKEND._raw(lambda: None, 300, DEV, True)]
     report["idle_join_gap_ms"] = {
-        "median": statistics.median(gaps), "p90": pct(gaps, 0.9), "p99": pct(gaps, 0.99), "max": max(gaps),
-        "threshold_idle": idle, "threshold_margin": margin,
+        "median": statistics.median(gaps),
+        "p90": pct(gaps, 0.9),
+        "p99": pct(gaps, 0.99),
+        "max": max(gaps),
+        "threshold_idle": idle,
+        "threshold_margin": margin,
     }
     empty = BACKEND.measure(lambda: None, 300, DEV, True)
     report["empty_region_ms"] = {"median": statistics.median(empty), "p90": pct(empty, 0.9)}
@@ -185,10 +201,14 @@ def main(out_path: str) -> None:
         row["aa"] = aa_rounds(fa, fb, 10, 100)
         rows[name] = row
         pf = row.get("profiler_flush", {}).get("busy_ms")
-        print(f"{name:18} harness {row['harness_flush']:.4f} (raw {row['events_flush_raw']:.4f}, late {row['harness_flush_late']}/"
-              f"{row['harness_warm_late']}) profiler {pf} simple {row['simple_warm']:.4f} do_bench {row['do_bench_median']:.4f} "
-              f"gap {row['harness_flush_gap_median']:.4f}/{row['harness_flush_gap_p90']:.4f} A/A {row['aa']['ratio_of_medians']:.5f}",
-              flush=True)
+        late = f"{row['harness_flush_late']}/{row['harness_warm_late']}"
+        gap = f"{row['harness_flush_gap_median']:.4f}/{row['harness_flush_gap_p90']:.4f}"
+        print(
+            f"{name:18} harness {row['harness_flush']:.4f} (raw {row['events_flush_raw']:.4f}, late {late}) "
+            f"profiler {pf} simple {row['simple_warm']:.4f} do_bench {row['do_bench_median']:.4f} "
+            f"gap {gap} A/A {row['aa']['ratio_of_medians']:.5f}",
+            flush=True,
+        )
         del fa, fb
         torch.cuda.empty_cache()
     report["workloads"] = rows

@@ -1,10 +1,13 @@
 """What process isolation costs per case: the bundled CPU suite run with and without it.
 
-Runs ``harness run`` twice on the same suite, solutions and options -- once with ``--isolation
-process`` (every candidate in a fresh, sandboxed worker; the reference in a reused trusted worker)
-and once with ``--isolation none`` (everything in the supervisor's process) -- and prints, for each,
-the per-case harness overhead: wall time of the case minus the time spent inside timed calls
-(loading, reference outputs, correctness trials, warm-up, process start, pipes, cleanup).
+Runs ``harness run`` on the same suite, solutions and options with ``--isolation process`` (every
+candidate in a fresh sandboxed keeper + worker; the reference in a reused trusted worker) and with
+``--isolation none`` (everything in the supervisor's process), alternating the two ``--repeat``
+times so that changes in the machine's load hit both alike. For each case it takes the harness
+overhead -- wall time of the case minus the time spent inside timed calls (loading, reference
+outputs, correctness trials, warm-up, process start, transfers, cleanup) -- as the median over the
+repeats, and prints the median and mean over cases for both modes and their difference: the cost
+of isolation.
 
 This is a benchmark, not a test: run it on a quiet machine.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -31,48 +35,72 @@ def run_once(isolation: str, out: Path, extra: list[str]) -> tuple[dict[str, flo
     command = [
         sys.executable, "-m", "harness", "run", "--backend", "cpu", "--suite", str(REPO / "benchmark"),
         "--solutions", str(REPO / "benchmark" / "solutions" / "reference"), "--out", str(out),
-        "--isolation", isolation, "--quiet", *extra,
+        "--isolation", isolation, "--quiet", "--overwrite", *extra,
     ]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     elapsed = time.monotonic() - started
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"harness run --isolation {isolation} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"harness run --isolation {isolation} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+        )
     cases = json.loads((out / "result.json").read_text())["cases"]
     evaluated = [c for c in cases if c["status"] != "skipped"]
     return {c["name"]: c["wall_time_s"] - c["timed_time_s"] for c in evaluated}, elapsed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tier", action="append", default=[], help="only this tier (repeatable)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each mode, alternating")
     parser.add_argument("--budget-ms", default="100", help="timed milliseconds per model per case")
     parser.add_argument("--rounds", default="4")
     parser.add_argument("--trials", default="3")
     parser.add_argument("--seed", default="1")
     args = parser.parse_args()
-    extra = ["--budget-ms", args.budget_ms, "--rounds", args.rounds, "--trials", args.trials, "--seed", args.seed]
+    extra = [
+        "--budget-ms",
+        args.budget_ms,
+        "--rounds",
+        args.rounds,
+        "--trials",
+        args.trials,
+        "--seed",
+        args.seed,
+    ]
     for tier in args.tier:
         extra += ["--tier", tier]
+    overheads: dict[str, list[dict[str, float]]] = {"process": [], "none": []}
+    walls: dict[str, list[float]] = {"process": [], "none": []}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="harness-overhead-") as tmp:
-        runs = {}
-        for isolation in ("process", "none"):
-            runs[isolation] = run_once(isolation, Path(tmp) / isolation, extra)
-    (proc_cases, proc_wall), (none_cases, none_wall) = runs["process"], runs["none"]
-    names = [n for n in proc_cases if n in none_cases]
+        for repeat in range(args.repeat):
+            for isolation in ("process", "none") if repeat % 2 == 0 else ("none", "process"):
+                cases, wall = run_once(isolation, Path(tmp) / isolation, extra)
+                overheads[isolation].append(cases)
+                walls[isolation].append(wall)
+    names = [
+        n for n in overheads["process"][0] if all(n in run for runs in overheads.values() for run in runs)
+    ]
+    per_case = {
+        mode: {n: statistics.median(run[n] for run in runs) for n in names}
+        for mode, runs in overheads.items()
+    }
     print(f"{'case':28} {'process s':>10} {'none s':>10} {'isolation s':>12}")
     for name in names:
-        p, n = proc_cases[name], none_cases[name]
+        p, n = per_case["process"][name], per_case["none"][name]
         print(f"{name:28} {p:10.3f} {n:10.3f} {p - n:12.3f}")
     print()
     print(f"{'per case (n=' + str(len(names)) + ')':28} {'process':>10} {'none':>10} {'isolation':>12}")
     for label, fn in (("median overhead s", statistics.median), ("mean overhead s", statistics.fmean)):
-        p = fn([proc_cases[n] for n in names])
-        n = fn([none_cases[n] for n in names])
-        diff = fn([proc_cases[k] - none_cases[k] for k in names])
+        p = fn(list(per_case["process"].values()))
+        n = fn(list(per_case["none"].values()))
+        diff = fn([per_case["process"][k] - per_case["none"][k] for k in names])
         print(f"{label:28} {p:10.3f} {n:10.3f} {diff:12.3f}")
-    print(f"{'run wall time s':28} {proc_wall:10.1f} {none_wall:10.1f} {proc_wall - none_wall:12.1f}")
-    print("options:", " ".join(extra))
+    p_wall, n_wall = statistics.median(walls["process"]), statistics.median(walls["none"])
+    print(f"{'run wall time s (median)':28} {p_wall:10.1f} {n_wall:10.1f} {p_wall - n_wall:12.1f}")
+    print(f"options: {' '.join(extra)}; repeats: {args.repeat}; cores: {os.cpu_count()}; "
+          f"load average before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

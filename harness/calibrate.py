@@ -79,7 +79,7 @@ class _Device:
                 box[0] = _now_ms()
 
             return start, lambda: _now_ms() - box[0]
-        rt = self.backend.runtime()  # type: ignore[attr-defined]
+        rt = self.backend.runtime()
         s, e = rt.Event(enable_timing=True), rt.Event(enable_timing=True)
 
         def read() -> float:
@@ -91,7 +91,7 @@ class _Device:
 
 
 def simple_method(fn: Callable[[], Any], dev: _Device, trials: int = 3, launches: int = 100) -> float:
-    """The common method: warm cache, ``trials`` × ``launches`` back-to-back calls, median of the trial means."""
+    """The common method: warm cache, ``trials`` × ``launches`` back-to-back calls, median of trial means."""
     for _ in range(10):
         fn()
     dev.sync()
@@ -125,7 +125,9 @@ class CallProfile:
     names: list[str]
 
 
-def profile_calls(fn: Callable[[], Any], dev: _Device, calls: int, flush_cache: bool) -> list[CallProfile] | None:
+def profile_calls(
+    fn: Callable[[], Any], dev: _Device, calls: int, flush_cache: bool
+) -> list[CallProfile] | None:
     """Per-call device activities from torch.profiler (CUPTI); None where there is no profiler (CPU)."""
     if not dev.accelerated or dev.name != "gpu":
         return None
@@ -277,7 +279,11 @@ def probe_case(spec: dict[str, Any], dev: _Device, cycles_per_ms: float | None) 
             x()
             return result
 
-        row: dict[str, Any] = {"pct": effect["pct"], "amount": amount, "amount_unit": "cycles" if cycles_per_ms else "ms"}
+        row: dict[str, Any] = {
+            "pct": effect["pct"],
+            "amount": amount,
+            "amount_unit": "cycles" if cycles_per_ms else "ms",
+        }
         profiles = profile_calls(with_extra, dev, calls, True)
         if profiles:
             tails = [p.tail_ms for p in profiles if p.tail_ms is not None]
@@ -307,7 +313,10 @@ def probe_main(spec_path: str, out_path: str) -> int:
         try:
             result["cases"][case["name"]] = probe_case(case, dev, cycles)
         except Exception as exc:  # noqa: BLE001 - reported per case, the others still run
-            result["cases"][case["name"]] = {"name": case["name"], "error": f"{type(exc).__name__}: {exc}"[:500]}
+            result["cases"][case["name"]] = {
+                "name": case["name"],
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            }
         Path(out_path).write_text(json.dumps(result))
         import gc
 
@@ -394,7 +403,11 @@ def summarize(cases: Sequence[CaseCalibration], effects: Sequence[float], min_ms
     summary: dict[str, Any] = {"precision_cases": len(long_enough), "methods": {}}
     for method in METHODS:
         aa = [c.aa.get(method) for c in long_enough if c.aa.get(method) is not None]
-        acc = [c.accuracy.get(method) for c in long_enough if c.single_kernel and c.accuracy.get(method) is not None]
+        acc = [
+            c.accuracy.get(method)
+            for c in long_enough
+            if c.single_kernel and c.accuracy.get(method) is not None
+        ]
         per_effect = {}
         for pct in effects:
             errors = [
@@ -427,7 +440,7 @@ def effect_candidate_source(case_path: Path, name: str, pct: float, backend: str
         extra = f"_busy_wait_ns({int(amount * 1e6)})  # host busy-wait"
     return textwrap.dedent(
         f'''\
-        """Calibration candidate (known effect {pct:g} %): {name}'s reference plus a fixed extra amount of work."""
+        """Calibration candidate (known effect {pct:g} %): {name}'s reference plus fixed extra work."""
         import time
         from pathlib import Path
 
@@ -475,20 +488,28 @@ def run_calibration(
     backend = get_backend(config.backend)
     devices, _ = backend.select_devices([str(config.device_index)])
     device = devices[0]
-    cases = [c for c in discover(config.suite, config.tiers, config.names, config.keyword) if not c.skip_reason(config.backend)]
+    cases = [
+        c
+        for c in discover(config.suite, config.tiers, config.names, config.keyword)
+        if not c.skip_reason(config.backend)
+    ]
     if not cases:
         raise BadInput(f"no case in {config.suite} matches the filters given for backend {config.backend}")
     if not config.solutions_dir.is_dir():
         raise BadInput(f"reference solution set {config.solutions_dir} does not exist; pass --solutions DIR")
 
-    aa_run = _run_harness(config.backend, cases, config.solutions_dir, eval_config, config.device_index, observer)
+    aa_run = _run_harness(
+        config.backend, cases, config.solutions_dir, eval_config, config.device_index, observer
+    )
     rows: dict[str, CaseCalibration] = {}
     for case in cases:
         row = CaseCalibration(name=case.name, tier=case.tier)
         result = aa_run["results"].get(case.name)
         if result is None or result.status != "pass" or not result.speedup:
             row.status = "error"
-            row.reason = f"A/A run: {result.status if result else 'missing'}: {result.reason if result else ''}"
+            row.reason = (
+                f"A/A run: {result.status if result else 'missing'}: {result.reason if result else ''}"
+            )
         else:
             assert result.reference_timing is not None
             row.ref_ms = result.reference_timing.median_ms
@@ -537,7 +558,9 @@ def run_calibration(
                     continue
                 path = folder / case.tier / f"{case.name}.py"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(effect_candidate_source(case.path, case.name, pct, config.backend, effect["amount"]))
+                path.write_text(
+                    effect_candidate_source(case.path, case.name, pct, config.backend, effect["amount"])
+                )
                 todo.append(case)
             if not todo:
                 continue

@@ -207,7 +207,7 @@ class LoadedCase:
 
     @property
     def model_class(self) -> type:
-        return self.module.Model  # type: ignore[no-any-return]
+        return self.module.Model
 
     @property
     def atol(self) -> float:

@@ -87,7 +87,7 @@ def list_cmd(
     from harness.cases import discover
 
     cases = discover(suite, tiers, names, keyword)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "tier": c.tier,
             "name": c.name,
@@ -101,13 +101,16 @@ def list_cmd(
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} case(s) in {suite}")
     for column in ("tier", "case", "backends", "summary"):
         table.add_column(column)
     for row in rows:
-        summary = row["summary"] if not row["skip_reason"] else f"[yellow]skipped: {row['skip_reason']}[/]"
+        summary = escape(row["summary"])
+        if row["skip_reason"]:
+            summary = f"[yellow]skipped: {escape(row['skip_reason'])}[/]"
         table.add_row(row["tier"], row["name"], ",".join(row["backends"]), summary)
     _console().print(table)
 
@@ -314,7 +317,7 @@ def _eval_in_container(
     """`harness eval` inside the image: the container writes the case result, the host prints it."""
     import tempfile
 
-    from harness.artifacts import dumps, write_atomic
+    from harness.artifacts import write_atomic
     from harness.container_runtime import run_in_container, stamp_provenance, strip_runtime_args
     from harness.report import case_panel
     from harness.results import CaseResult

@@ -38,7 +38,8 @@ def choose_runtime(requested: str, backend: str, image: str | None) -> RuntimeCh
         container.image_info(image)  # raises ContainerError (exit 3) naming the fix
         return RuntimeChoice("docker")
     if not container.engine_available():
-        return RuntimeChoice("local", "runtime auto: no Docker engine answered; ran locally without container isolation")
+        note = "runtime auto: no Docker engine answered; ran locally without container isolation"
+        return RuntimeChoice("local", note)
     try:
         container.image_info(image)
     except EnvironmentUnavailable as exc:

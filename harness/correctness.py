@@ -6,6 +6,8 @@ patch the comparison.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +40,27 @@ def compare_outputs(reference: list[Any], candidate: list[Any], atol: float, rto
     """
     if len(reference) != len(candidate):
         return Comparison(False, f"expected {len(reference)} output(s), got {len(candidate)}")
+    with _one_thread():
+        return _compare_all(reference, candidate, atol, rtol)
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Compare on one CPU thread: the chunks are small, and with threads each of their dozens of
+    parallel regions waits at a barrier -- seconds per comparison when the machine is busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
+def _compare_all(reference: list[Any], candidate: list[Any], atol: float, rtol: float) -> Comparison:
     total = _Tally()
     for index, (ref, out) in enumerate(zip(reference, candidate, strict=True)):
         where = f"output {index}" if len(reference) > 1 else "output"
@@ -120,7 +143,9 @@ def _compare_values(where: str, ref: Any, out: Any, atol: float, rtol: float, ta
     new_non_finite = 0
     for start in range(0, n, step):
         r = r_all[start : start + step].to(work)
-        c = c_all[start : start + step].to(work)
+        # A copy, always: the candidate's outputs may lie in memory it can still write to, and every
+        # check below must see the same bytes.
+        c = c_all[start : start + step].to(work, copy=True)
         finite_r = torch.isfinite(r)
         finite_c = torch.isfinite(c)
         if bool(finite_r.all()) and bool(finite_c.all()):

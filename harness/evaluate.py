@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness import wire
 from harness.backends import get_backend
 from harness.cases import Case, file_sha256
 from harness.results import CaseResult, CorrectnessReport
@@ -25,7 +26,6 @@ from harness.supervisor import (
     WorkerCrashed,
     WorkerFailure,
     WorkerTimeout,
-    make_scratch,
     remove_scratch,
 )
 from harness.timing import TimingConfig, TimingStats, for_backend, plan_repetitions, warmup_calls
@@ -51,6 +51,8 @@ class Worker(Protocol):
     def call_forwarding(self, method: str, timeout_s: float, **kwargs: Any) -> tuple[Any, Any]: ...
     def freeze(self) -> None: ...
     def thaw(self) -> None: ...
+    def attach(self, buffer: Any, timeout_s: float) -> None: ...
+    def reply_buffer(self, min_size: int, timeout_s: float) -> Any: ...
     def kill(self) -> None: ...
     def close(self) -> None: ...
 
@@ -110,13 +112,14 @@ def evaluate(
     config: EvalConfig,
     run_seed: int,
     reference: Worker,
-    start_candidate: Callable[[Path], Worker],
+    start_candidate: Callable[[], Worker],
     device: str,
     flush_cache: bool,
     watch: FileWatch | None = None,
 ) -> CaseResult:
     """Evaluate ``task``; never raises for anything the case or candidate does.
 
+    ``start_candidate`` gives a fresh candidate worker with its own scratch folder (removed here).
     ``watch``, when given, is checked after the candidate's processes are gone if the candidate was
     not confined by Landlock: a changed file outside its scratch folder makes the result an error.
     """
@@ -143,7 +146,6 @@ def evaluate(
     case_json = {"name": case.name, "tier": case.tier, "path": str(case.path.resolve())}
     left = lambda: deadline - time.monotonic()  # noqa: E731
     candidate: Worker | None = None
-    scratch = make_scratch()
     try:
         try:
             meta = reference.call("prepare", left(), case=case_json, **seeds)
@@ -155,7 +157,11 @@ def evaluate(
         result.flops = meta.get("flops")
         result.bytes_moved = int(meta.get("input_bytes", 0)) + int(meta.get("output_bytes", 0))
 
-        candidate = start_candidate(scratch)
+        # Large outputs come back through shared memory the reference worker reads where they lie.
+        size = wire.reply_bytes(int(meta.get("output_bytes", 0)), int(meta.get("outputs", 1)))
+        buffer = reference.reply_buffer(size, left()) if size >= wire.SHARED_MIN_BYTES else None
+        candidate = start_candidate()
+        candidate.attach(buffer, left())
         candidate.call("load", left(), case=case_json, solution_path=str(task.solution.resolve()), **seeds)
 
         result.phase = PHASE_CORRECTNESS
@@ -213,8 +219,9 @@ def evaluate(
             candidate.kill()
             _take_outcome(result, candidate, config.output_limit_bytes)
             _check_files(result, candidate, watch)
-        remove_scratch(scratch)
-        _release_reference(reference, left)
+            if candidate.scratch is not None:
+                remove_scratch(candidate.scratch)
+        _release_reference(reference)
     return _finish(result, started)
 
 
@@ -247,13 +254,12 @@ def _check_files(result: CaseResult, candidate: Worker, watch: FileWatch | None)
     )
 
 
-def _release_reference(reference: Worker, left: Callable[[], float]) -> None:
+def _release_reference(reference: Worker) -> None:
+    """Keep the reference worker for the next case unless it died or fell out of step.
+
+    (Its tensors for this case are dropped by the next ``prepare``: no round trip is spent on it.)
+    """
     if not reference.alive:
-        reference.kill()
-        return
-    try:
-        reference.call("finish", max(5.0, left()))
-    except (WorkerFailure, WorkerTimeout, WorkerCrashed):
         reference.kill()
 
 

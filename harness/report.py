@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -41,7 +42,7 @@ def results_table(results: Sequence[CaseResult], title: str = "results") -> Tabl
             _fmt(r.solution_timing.median_ms if r.solution_timing else None, ".3f"),
             _fmt(r.solution_timing.cv if r.solution_timing else None, ".1%"),
             _fmt(r.weighted_score, ".1f"),
-            (r.reason or "")[:200] if r.status != "pass" else "",
+            escape((r.reason or "")[:200]) if r.status != "pass" else "",
         )
     return table
 
@@ -68,7 +69,7 @@ def case_panel(result: CaseResult) -> Panel:
     style = STATUS_STYLE.get(result.status, "")
     lines = [f"status: [{style}]{result.status}[/]  (phase {result.phase or '-'})"]
     if result.reason:
-        lines.append(f"reason: {result.reason}")
+        lines.append(f"reason: {escape(result.reason)}")
     c = result.correctness
     if c:
         lines.append(
@@ -85,7 +86,7 @@ def case_panel(result: CaseResult) -> Panel:
         lines.append(f"speedup {result.speedup:.3f}x, score {result.score:.1f} (weighted {result.weighted_score:.1f})")
     if result.stderr.strip():
         tail = result.stderr.strip().splitlines()[-5:]
-        lines.append("candidate stderr (last lines):\n  " + "\n  ".join(tail))
+        lines.append("candidate stderr (last lines):\n  " + escape("\n  ".join(tail)))
     return Panel("\n".join(lines), title=f"{result.tier}/{result.name} on {result.backend}", expand=False)
 
 
@@ -127,5 +128,6 @@ class ProgressObserver:
         if self.enabled:
             style = STATUS_STYLE.get(result.status, "")
             speed = f" {result.speedup:.2f}x" if result.speedup else ""
-            why = f" - {result.reason}" if result.reason and result.status != "pass" else ""
-            self.console.print(f"  [{style}]{result.status:7}[/] {result.backend} {result.tier}/{result.name}{speed}{why}")
+            why = f" - {escape(result.reason)}" if result.reason and result.status != "pass" else ""
+            where = f"{result.backend} {result.tier}/{result.name}"
+            self.console.print(f"  [{style}]{result.status:7}[/] {where}{speed}{why}")

@@ -31,6 +31,8 @@ from harness.supervisor import (
     WorkerCrashed,
     WorkerFailure,
     WorkerTimeout,
+    make_scratch,
+    remove_scratch,
 )
 from harness.worker import landlock_abi
 
@@ -145,6 +147,7 @@ class Runner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._active: set[Any] = set()
+        self._spares: dict[tuple[str, str], Any] = {}
 
     def attempts_for(self, case: Case, backend: str) -> list[Task]:
         paths = solution_paths(self.solutions, case)
@@ -248,6 +251,36 @@ class Runner:
             self._active.add(worker)
         return worker
 
+    def _candidate(self, backend: str, device: str) -> Any:
+        """A fresh candidate worker with its own scratch folder: the spare started earlier, if ready.
+
+        Reusing a worker that ran a candidate is never safe; starting the next one while the
+        supervisor journals and the reference prepares the next case is, and hides its start-up.
+        """
+        with self._lock:
+            spare = self._spares.pop((backend, device), None)
+        if spare is not None and spare.alive:
+            return spare
+        if spare is not None:
+            _discard(spare)
+        return self._new_worker("candidate", backend, device, make_scratch())
+
+    def _start_spare(self, backend: str, device: str) -> None:
+        if self.config.isolation != "process" or self._stop.is_set():
+            return
+        with self._lock:
+            if (backend, device) in self._spares:
+                return
+        spare = self._new_worker("candidate", backend, device, make_scratch())
+        with self._lock:
+            self._spares[(backend, device)] = spare
+
+    def _drop_spare(self, backend: str, device: str) -> None:
+        with self._lock:
+            spare = self._spares.pop((backend, device), None)
+        if spare is not None:
+            _discard(spare)
+
     def _device_loop(
         self,
         backend: str,
@@ -292,12 +325,14 @@ class Runner:
                             self.config,
                             self.run_seed,
                             reference,
-                            lambda scratch: self._new_worker("candidate", backend, device, scratch),
+                            lambda: self._candidate(backend, device),
                             device,
                             flush,
                             self.watch,
                         )
                     )
+                    if not pending.empty() or task is not tasks[-1]:
+                        self._start_spare(backend, device)
                     if self._stop.is_set():
                         break
                 if self._stop.is_set() and attempts and attempts[-1].status in ("error", "timeout"):
@@ -306,10 +341,18 @@ class Runner:
                 results.append(result)
                 self._emit(result)
         finally:
+            self._drop_spare(backend, device)
             if reference is not None:
                 reference.close()
             with self._lock:
                 self._active = {w for w in self._active if getattr(w, "alive", False)}
+
+
+def _discard(worker: Any) -> None:
+    """Kill an unused worker and remove its scratch folder."""
+    worker.kill()
+    if worker.scratch is not None:
+        remove_scratch(worker.scratch)
 
 
 def evaluate_single(
@@ -351,7 +394,7 @@ def evaluate_single(
             config,
             runner.run_seed,
             reference,
-            lambda scratch: runner._new_worker("candidate", task.backend, device, scratch),
+            lambda: runner._new_worker("candidate", task.backend, device, make_scratch()),
             device,
             flush,
             watch,

@@ -19,4 +19,4 @@ def reference_model(solution_file: str) -> type:
     suite = path.parents[3]
     case_path = suite / tier / path.name
     module = import_file(case_path, f"_harness_reference_for_{tier}_{path.stem}")
-    return module.Model  # type: ignore[no-any-return]
+    return module.Model

@@ -128,29 +128,37 @@ def _start(process: Any) -> None:
         _SKIP_MAIN.on = False
 
 
-class SealedReply:
-    """A worker's large reply: a memfd the kernel keeps anyone from changing, passed on by descriptor."""
+class ReplyBuffer:
+    """Shared memory for large replies (candidate outputs): written by the candidate worker, read by
+    the supervisor (the header, copied) and the reference worker (each chunk copied as it is compared).
 
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd: int | None = fd
+    One per reference worker, grown as cases need and reused by every candidate, so its pages are
+    touched once, not once per output; the candidate may scribble on it, but only its own replies
+    lie there, and nobody reads a byte of it twice.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.fd = os.memfd_create("harness-replies", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, size)
         self.size = size
-
-    def decode(self) -> Any:
-        """The payload, its tensors sharing a private mapping of the memfd; closes the descriptor."""
-        assert self.fd is not None
-        try:
-            return wire.decode(wire.map_sealed(self.fd, self.size))
-        finally:
-            self.close()
+        self.view = wire.map_shared(self.fd, size, writable=False)
 
     def close(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = None
+        with contextlib.suppress(BufferError, ValueError):
+            self.view.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
-    def __del__(self) -> None:
-        self.close()
+
+class SharedReply:
+    """A reply that lies in a `ReplyBuffer`: ``length`` bytes at its start."""
+
+    def __init__(self, buffer: ReplyBuffer, length: int) -> None:
+        self.buffer = buffer
+        self.length = length
+
+    def decode(self) -> Any:
+        return wire.decode(bytes(self.buffer.view[: self.length]))
 
 
 class _PipeWorker:
@@ -165,6 +173,7 @@ class _PipeWorker:
         self.scratch: Path | None = None
         self.process: Any = None
         self._conn: Any = None
+        self._attached: ReplyBuffer | None = None
 
     def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any:
         """Send one request and wait at most ``timeout_s`` for its reply; returns the reply's value."""
@@ -175,6 +184,13 @@ class _PipeWorker:
         """Like `call`, plus the reply's raw bytes, to be passed on (``forward=``) to the reference worker."""
         body, data = self._request(method, timeout_s, kwargs, keep_bytes=True)
         return _unwrap(body), data
+
+    def attach(self, buffer: ReplyBuffer | None, timeout_s: float) -> None:
+        """Hand the worker the reply buffer (once per buffer): large replies then skip the pipe."""
+        if buffer is None or self._attached is buffer:
+            return
+        self._request("attach_buffer", timeout_s, {"forward": buffer}, keep_bytes=False)
+        self._attached = buffer
 
     def _request(
         self, method: str, timeout_s: float, kwargs: dict[str, Any], keep_bytes: bool
@@ -187,8 +203,10 @@ class _PipeWorker:
         self._seq += 1
         forward = kwargs.pop("forward", None)
         blob: Any = None
-        if isinstance(forward, SealedReply):
-            blob = ("sealed", forward.size)
+        if isinstance(forward, ReplyBuffer):
+            blob = ("fd", forward.size)
+        elif isinstance(forward, SharedReply):
+            blob = ("shared", forward.length)
         elif isinstance(forward, (bytes, bytearray, memoryview)):
             blob = "bytes"
         elif forward is not None:
@@ -197,24 +215,23 @@ class _PipeWorker:
             self._conn.send((self._seq, method, kwargs, blob))
             if blob == "bytes":
                 self._conn.send_bytes(forward)
-            elif blob is not None:
+            elif isinstance(forward, ReplyBuffer):
                 reduction.send_handle(self._conn, forward.fd, self.process.pid)
         except (BrokenPipeError, OSError) as exc:
             self.desynced = True
             raise self._crashed() from exc
-        finally:
-            if isinstance(forward, SealedReply):
-                forward.close()
         try:
             data: Any = self._receive(deadline)
             body = wire.decode_body(data)
-            if isinstance(body, dict) and "sealed" in body and "ok" not in body:
+            if isinstance(body, dict) and "shared" in body and "ok" not in body:
                 self._check_seq(body)
-                data = self._receive_sealed(body["sealed"], deadline)
-                body = wire.read_sealed_body(data.fd, data.size)
+                if self._attached is None or type(body["shared"]) is not int:
+                    raise wire.WireError("a reply in a shared buffer that was never attached")
+                data = SharedReply(self._attached, body["shared"])
+                body = wire.read_body(self._attached.view, data.length)
             self._check_seq(body)
             if not keep_bytes:
-                body = data.decode() if isinstance(data, SealedReply) else wire.decode(data)
+                body = data.decode() if isinstance(data, SharedReply) else wire.decode(data)
         except (WorkerTimeout, WorkerCrashed):
             self.desynced = True  # a late reply would answer the wrong request
             raise
@@ -250,28 +267,6 @@ class _PipeWorker:
             if ready:
                 self._on_watched(ready)
 
-    def _receive_sealed(self, size: Any, deadline: float) -> SealedReply:
-        """The memfd that follows a sealed reply's envelope, checked to be sealed and of ``size`` bytes."""
-        if type(size) is not int:
-            raise wire.WireError("sealed reply without a size")
-        while not self._conn.poll(0):
-            if time.monotonic() >= deadline:
-                raise WorkerTimeout(self.role)
-            multiprocessing.connection.wait([self._conn, *self._watched()], timeout=0.5)
-            if not self._conn.poll(0):
-                self._on_watched([])
-        try:
-            fd = reduction.recv_handle(self._conn)
-        except (EOFError, OSError, RuntimeError) as exc:
-            raise wire.WireError(f"no sealed memfd after a sealed reply ({exc})") from exc
-        reply = SealedReply(fd, size)
-        try:
-            wire.check_sealed(fd, size)
-        except wire.WireError:
-            reply.close()
-            raise
-        return reply
-
     def _watched(self) -> list[Any]:
         return []
 
@@ -306,9 +301,26 @@ class ReferenceProcess(_PipeWorker):
         )
         _start(self.process)
         child.close()
+        self._buffer: ReplyBuffer | None = None
 
     def _watched(self) -> list[Any]:
         return [self.process.sentinel]
+
+    def reply_buffer(self, min_size: int, timeout_s: float) -> ReplyBuffer | None:
+        """The reply buffer for a case whose replies need up to ``min_size`` bytes, attached here.
+
+        None where memfds are not available: replies then go through the pipes.
+        """
+        if self._buffer is None or self._buffer.size < min_size:
+            try:
+                buffer = ReplyBuffer(max(min_size, 2 * (self._buffer.size if self._buffer else 0)))
+            except (AttributeError, OSError):
+                return None
+            if self._buffer is not None:
+                self._buffer.close()
+            self._buffer = buffer
+        self.attach(self._buffer, timeout_s)
+        return self._buffer
 
     def _on_watched(self, ready: list[Any]) -> None:
         if self._conn.poll(0):
@@ -330,6 +342,9 @@ class ReferenceProcess(_PipeWorker):
         self.process.join(timeout=10)
         with contextlib.suppress(Exception):
             self._conn.close()
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None
 
     def close(self) -> None:
         """Ask the worker to stop; kill it if it does not."""
@@ -456,8 +471,11 @@ class CandidateProcess(_PipeWorker):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
             self._await_outcome(_OUTCOME_WAIT_S)
-        self.process.join(timeout=5)
-        if self.outcome is None or self.process.is_alive():
+        if self.outcome is not None:
+            _reap_later(self.process)  # it reported and only exits now: don't wait for that
+        else:
+            self.process.join(timeout=5)
+        if self.outcome is None:
             # The keeper failed us: kill its group, itself and every process carrying the token.
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -473,6 +491,25 @@ class CandidateProcess(_PipeWorker):
                 conn.close()
 
     close = kill
+
+
+_EXITING: list[Any] = []
+_EXITING_LOCK = threading.Lock()
+
+
+def _reap_later(process: Any) -> None:
+    """Keep ``process`` (a keeper that has reported) until it has exited, then release its handles."""
+    with _EXITING_LOCK:
+        _EXITING.append(process)
+        still = []
+        for p in _EXITING:
+            if p.is_alive():
+                still.append(p)
+            else:
+                with contextlib.suppress(Exception):
+                    p.join(0)
+                    p.close()
+        _EXITING[:] = still
 
 
 def _unwrap(reply: Any) -> Any:
@@ -522,6 +559,12 @@ class InProcessWorker:
 
     def thaw(self) -> None:
         pass
+
+    def attach(self, buffer: ReplyBuffer | None, timeout_s: float) -> None:
+        pass
+
+    def reply_buffer(self, min_size: int, timeout_s: float) -> ReplyBuffer | None:
+        return None
 
     def kill(self) -> None:
         self.session = None  # type: ignore[assignment]

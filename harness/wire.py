@@ -8,9 +8,10 @@ Layout: 8 bytes little-endian header length, the JSON header ``{"body", "tensors
 each tensor's bytes, every one starting on a 64-byte boundary (so a tensor can be used where it lies).
 A body refers to tensor ``i`` as ``{"__tensor__": i}``.
 
-Large replies travel as a sealed memfd (`write_sealed`) instead of through the pipe: the kernel
-guarantees that nobody, the candidate included, can change its bytes once sealed, so the reference
-worker can compare the outputs where they lie instead of copying them twice through pipes.
+Large replies are written into a buffer shared by the candidate worker, the supervisor and the
+reference worker instead of going through two pipes: the supervisor reads the header from its own
+copy, and the reference worker copies each chunk it compares before looking at it, so a candidate
+that keeps writing into the buffer cannot make one check see other bytes than the next.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import math
 import mmap
 import numbers
-import os
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -40,8 +40,7 @@ _HEADER = struct.Struct("<Q")
 _ALIGN = 64
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_DIMS = 64
-SEALED_MIN_BYTES = 1 << 20  # replies at least this large go through a sealed memfd where there is one
-_SEALS_NEEDED = 0x0002 | 0x0004 | 0x0008  # F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+SHARED_MIN_BYTES = 1 << 20  # replies carrying at least this much tensor data use the shared buffer
 
 
 def _aligned(n: int) -> int:
@@ -161,18 +160,20 @@ def decode_body(data: Any) -> Any:
     return _parse_header(*_split(data))[0]
 
 
-def decode(data: Any) -> Any:
+def decode(data: Any, copy: bool | None = None) -> Any:
     """The payload encoded in ``data``; WireError for anything malformed.
 
-    Tensors share ``data``'s memory when it is writable (a bytearray, a private mapping); otherwise
-    (bytes) each is copied out.
+    Tensors share ``data``'s memory when it is writable (a bytearray, a mapping) or ``copy`` is False;
+    otherwise (bytes) each is copied out. A tensor on memory it does not own must not be written to.
     """
     body, table = _parse_header(*_split(data))
     if not table:
         return body
+    import warnings
+
     import torch
 
-    writable = not memoryview(data).readonly
+    writable = not memoryview(data).readonly if copy is None else not copy
     tensors = []
     for dtype_name, shape, offset in table:
         dtype = getattr(torch, dtype_name)
@@ -183,7 +184,9 @@ def decode(data: Any) -> Any:
         size = count * _ITEMSIZE[dtype_name]
         source = data if writable else bytearray(memoryview(data)[offset : offset + size])
         start = offset if writable else 0
-        tensors.append(torch.frombuffer(source, dtype=dtype, count=count, offset=start).reshape(shape))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a read-only shared buffer: we only read it
+            tensors.append(torch.frombuffer(source, dtype=dtype, count=count, offset=start).reshape(shape))
     return _restore(body, tensors)
 
 
@@ -214,11 +217,11 @@ def _restore(value: Any, tensors: list[Any]) -> Any:
     return value
 
 
-# --- sealed memfds: large replies without copies through pipes ------------------------------------
+# --- shared reply buffers: large replies without copies through pipes -----------------------------
 
 
 def tensor_bytes(payload: Any) -> int:
-    """How many bytes of tensor data ``payload`` holds (to choose between the pipe and a memfd)."""
+    """How many bytes of tensor data ``payload`` holds (to choose between pipe and shared buffer)."""
     torch = _torch_if_loaded()
     if isinstance(payload, dict):
         return sum(tensor_bytes(v) for v in payload.values())
@@ -229,63 +232,53 @@ def tensor_bytes(payload: Any) -> int:
     return 0
 
 
-def write_sealed(payload: Any) -> tuple[int, int] | None:
-    """``payload`` encoded into a new memfd sealed against any change; (fd, size), or None where
-    memfds or seals are not available (then send it inline)."""
-    import fcntl
+def reply_bytes(output_bytes: int, outputs: int) -> int:
+    """A size of shared buffer that holds a reply with ``outputs`` tensors of ``output_bytes`` in all."""
+    return output_bytes + _ALIGN * (outputs + 2) + HEADER_ALLOWANCE
+
+
+HEADER_ALLOWANCE = 1 << 16
+
+
+class TooLarge(Exception):
+    """The reply does not fit the shared buffer (it is sent through the pipe instead)."""
+
+
+def encode_into(payload: Any, buffer: Any) -> int:
+    """Encode ``payload`` at the start of the writable ``buffer``; its length, or TooLarge if too big."""
+    size = len(buffer)
+    views: list[memoryview] = []
+
+    def allocate(n: int) -> memoryview:
+        if n > size:
+            raise TooLarge(n)
+        views.append(memoryview(buffer)[:n])
+        return views[-1]
 
     try:
-        fd = os.memfd_create("harness-reply", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    except (AttributeError, OSError):
-        return None
-    try:
-        maps: list[mmap.mmap] = []
-
-        def allocate(size: int) -> mmap.mmap:
-            os.ftruncate(fd, size)
-            maps.append(mmap.mmap(fd, size))
-            return maps[-1]
-
         encode(payload, allocate)
-        size = len(maps[0])
-        maps[0].close()  # no writable mapping may be left, or F_SEAL_WRITE fails
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS_NEEDED | 0x0001)  # + F_SEAL_SEAL
-        return fd, size
-    except Exception:
-        os.close(fd)
-        raise
+        return len(views[0])
+    finally:
+        for view in views:
+            view.release()
 
 
-def check_sealed(fd: int, size: int) -> None:
-    """WireError unless ``fd`` is a memfd of ``size`` bytes that nobody can change any more."""
-    import fcntl
-    import stat
-
-    try:
-        st = os.fstat(fd)
-        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-    except OSError as exc:
-        raise WireError(f"reply is not a sealed memfd ({exc.strerror})") from exc
-    if not stat.S_ISREG(st.st_mode) or st.st_size != size or size < _HEADER.size:
-        raise WireError("sealed reply has the wrong size or kind")
-    if seals & _SEALS_NEEDED != _SEALS_NEEDED:
-        raise WireError("reply memfd is not sealed against writes")
+def map_shared(fd: int, size: int, writable: bool) -> mmap.mmap:
+    """A shared mapping of a reply buffer (writable for the candidate worker, read-only for the others)."""
+    prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+    return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=prot)
 
 
-def map_sealed(fd: int, size: int) -> mmap.mmap:
-    """A private, copy-on-write mapping of a sealed reply: tensors can be made on it without copying."""
-    return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+def read_body(buffer: Any, length: int) -> Any:
+    """The body of the reply in the first ``length`` bytes of ``buffer`` (tensors as references).
 
-
-def read_sealed_body(fd: int, size: int) -> Any:
-    """The body of a sealed reply (tensors as references), reading only its header."""
-    prefix = os.pread(fd, _HEADER.size, 0)
-    if len(prefix) < _HEADER.size:
-        raise WireError("reply shorter than its header")
-    (length,) = _HEADER.unpack(prefix)
-    if length > min(MAX_HEADER_BYTES, size - _HEADER.size):
+    The header is copied out once and checked against ``length``: the buffer may be written by an
+    untrusted process at any time, so nothing is read from it twice.
+    """
+    if not _HEADER.size <= length <= len(buffer):
+        raise WireError("reply length out of range")
+    (header_length,) = _HEADER.unpack(bytes(buffer[: _HEADER.size]))
+    if header_length > min(MAX_HEADER_BYTES, length - _HEADER.size):
         raise WireError("reply header length out of range")
-    header = os.pread(fd, length, _HEADER.size)
-    if len(header) != length:
-        raise WireError("reply header cut short")
-    return _parse_header(header, size)[0]
+    header = bytes(buffer[_HEADER.size : _HEADER.size + header_length])
+    return _parse_header(header, length)[0]

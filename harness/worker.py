@@ -141,6 +141,7 @@ class ReferenceSession(_Session):
 
         Anything the case file does wrong becomes a SessionError naming the file and the step.
         """
+        self.finish()  # the previous case's tensors go first: the peak memory is one case's
         self.counter += 1
         path = case.get("path", "?")
         step = "loading the case"
@@ -176,6 +177,7 @@ class ReferenceSession(_Session):
             "flops": flops,
             "input_bytes": _nbytes(self.timing_inputs or []),
             "output_bytes": _nbytes(self.expected["timed"]),
+            "outputs": len(self.expected["timed"]),
         }
 
     def compare(self, key: str, forward: Any) -> dict[str, Any]:
@@ -185,8 +187,10 @@ class ReferenceSession(_Session):
         (decoded here with `harness.wire`, never unpickled) or, in-process, the reply's value.
         """
         assert self.loaded is not None
-        if isinstance(forward, (bytes, bytearray, memoryview, mmap.mmap)):
-            reply = wire.decode(forward)
+        if isinstance(forward, (bytes, bytearray, memoryview)):
+            # Shared with the candidate: tensors are read where they lie, each chunk copied before
+            # it is checked (harness.correctness), so later writes by the candidate change nothing.
+            reply = wire.decode(forward, copy=False)
             if not isinstance(reply, dict) or not reply.get("ok") or not isinstance(reply.get("value"), dict):
                 raise SessionError("the candidate's reply carries no outputs", PHASE_CORRECTNESS)
             forward = reply["value"]
@@ -420,6 +424,10 @@ class Guard:
                 guard._add_module(name, module, public_only=True)
         guard._add_class("torch.Tensor", torch.Tensor)
         guard._add_class("torch._C.TensorBase", torch._C.TensorBase)
+        from multiprocessing import connection
+
+        for pipe_class in (connection._ConnectionBase, connection.Connection):  # the reply pipe
+            guard._add_class(f"multiprocessing.connection.{pipe_class.__name__}", pipe_class)
         for name, module in list(sys.modules.items()):
             if (name == "harness" or name.startswith("harness.")) and isinstance(module, types.ModuleType):
                 guard._add_module(name, module)
@@ -462,6 +470,47 @@ class Guard:
 # --- serving requests -----------------------------------------------------------------------------
 
 
+class _Transport:
+    """How one worker exchanges large payloads: the reply buffer the supervisor attached, if any."""
+
+    def __init__(self, writable: bool) -> None:
+        self.writable = writable  # the candidate worker writes its replies; the reference only reads
+        self.buffer: mmap.mmap | None = None
+
+    def receive(self, conn: Any, blob: Any) -> Any:
+        """What came with a request: raw reply bytes, a new reply buffer, or a reply in the buffer."""
+        if blob == "bytes":
+            return conn.recv_bytes()
+        kind, size = blob[0], int(blob[1])
+        if kind == "fd":
+            from multiprocessing import reduction
+
+            fd = reduction.recv_handle(conn)
+            try:
+                if self.buffer is not None:
+                    with contextlib.suppress(BufferError):
+                        self.buffer.close()
+                self.buffer = wire.map_shared(fd, size, self.writable)
+            finally:
+                os.close(fd)
+            return None
+        if self.buffer is None or not 0 <= size <= len(self.buffer):
+            raise wire.WireError("a reply in a shared buffer that is not there")
+        return memoryview(self.buffer)[:size]
+
+    def send(self, conn: Any, reply: dict[str, Any]) -> None:
+        """Send ``reply``: into the shared buffer (and a small envelope) when it carries large tensors."""
+        if self.writable and self.buffer is not None and wire.tensor_bytes(reply) >= wire.SHARED_MIN_BYTES:
+            try:
+                length = wire.encode_into(reply, self.buffer)
+            except wire.TooLarge:
+                pass
+            else:
+                conn.send_bytes(wire.encode({"seq": reply["seq"], "shared": length}))
+                return
+        conn.send_bytes(wire.encode(reply))
+
+
 def serve(conn: Any, session: _Session, guard: Guard | None = None) -> None:
     """Answer requests until the supervisor closes the connection or asks to stop.
 
@@ -469,61 +518,39 @@ def serve(conn: Any, session: _Session, guard: Guard | None = None) -> None:
     that patched the clock or the harness ends with an error naming what it replaced.
     """
     check = guard.violations if guard is not None else None
+    transport = _Transport(writable=guard is not None)
     while True:
         try:
             seq, method, kwargs, blob = conn.recv()
             if blob:
-                kwargs["forward"] = _receive_blob(conn, blob)
+                received = transport.receive(conn, blob)
+                if received is not None:
+                    kwargs["forward"] = received
         except (EOFError, OSError):
             return
+        except wire.WireError as exc:
+            conn.send_bytes(wire.encode({"ok": False, "seq": seq, "error": _error_dict(exc, None)}))
+            continue
         if method == "stop":
             conn.send_bytes(wire.encode({"ok": True, "value": {}, "seq": seq}))
             return
-        reply = dispatch(session, method, kwargs)
-        kwargs.clear()  # a forwarded reply's mapping is not kept beyond its request
+        reply = {"ok": True, "value": {}} if method == "attach_buffer" else dispatch(session, method, kwargs)
+        forwarded = kwargs.pop("forward", None)
+        if isinstance(forwarded, memoryview):
+            with contextlib.suppress(BufferError):
+                forwarded.release()
         if check is not None:
             replaced = check()
             if replaced:
                 reply = _tampered(replaced)
         reply["seq"] = seq
         try:
-            _send_reply(conn, reply)
+            transport.send(conn, reply)
         except (BrokenPipeError, ConnectionError):
             return
         except Exception as exc:  # noqa: BLE001 - an unsendable value is the worker's error, not a crash
             conn.send_bytes(wire.encode({"ok": False, "seq": seq, "error": _error_dict(exc, None)}))
 
-
-def _receive_blob(conn: Any, blob: Any) -> Any:
-    """The raw reply the supervisor passes on with a request: bytes, or a sealed memfd mapped privately."""
-    if blob == "bytes":
-        return conn.recv_bytes()
-    from multiprocessing import reduction
-
-    size = int(blob[1])
-    fd = reduction.recv_handle(conn)
-    try:
-        wire.check_sealed(fd, size)
-        return wire.map_sealed(fd, size)
-    finally:
-        os.close(fd)
-
-
-def _send_reply(conn: Any, reply: dict[str, Any]) -> None:
-    """Send ``reply``: inline, or, when it carries large tensors, as a sealed memfd after a small envelope."""
-    if wire.tensor_bytes(reply) >= wire.SEALED_MIN_BYTES:
-        sealed = wire.write_sealed(reply)
-        if sealed is not None:
-            from multiprocessing import reduction
-
-            fd, size = sealed
-            try:
-                conn.send_bytes(wire.encode({"seq": reply["seq"], "sealed": size}))
-                reduction.send_handle(conn, fd, 0)
-            finally:
-                os.close(fd)
-            return
-    conn.send_bytes(wire.encode(reply))
 
 def _tampered(replaced: list[str]) -> dict[str, Any]:
     shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more" if len(replaced) > 5 else "")
@@ -802,7 +829,7 @@ def _kill_subtree(root: int, deadline_s: float = 5.0) -> set[int]:
             break
         signal_all(found, signal.SIGKILL)
         killed.update(found)
-        time.sleep(0.005)
+        time.sleep(0.001)
     _reap_all()
     return killed
 
@@ -1062,12 +1089,14 @@ def _candidate_main(
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL)
+    _drop_secrets(os.environ)
     os.environ[TOKEN_ENV] = token
     _confine_to_scratch(scratch)
     with contextlib.suppress(Exception):
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     session = CandidateSession(backend_name, device)
     session.backend.prepare_process(device)
+    _warm_up_cpu()
     box: dict[str, Any] = {"landlock": None, "reason": "sandbox turned off"}
     if sandbox:
         box = apply_landlock(scratch)
@@ -1080,6 +1109,31 @@ def _candidate_main(
     with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+_SECRET_MARKS = (
+    "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY",
+)  # fmt: skip
+
+
+def _drop_secrets(environ: Any) -> None:
+    """Remove variables that look like credentials: a candidate has no use for them."""
+    for name in list(environ):
+        upper = name.upper()
+        if any(mark in upper for mark in _SECRET_MARKS) or upper.startswith(("AWS_", "GITHUB_", "GH_")):
+            del environ[name]
+
+
+def _warm_up_cpu() -> None:
+    """Start torch's CPU thread pool and random generator before the candidate arrives.
+
+    A long-lived process (the reference worker, or everything with ``--isolation none``) has them
+    running already; a fresh worker would otherwise pay for them in its first correctness trial.
+    """
+    import torch
+
+    with contextlib.suppress(Exception):
+        torch.randn(1 << 17).mul_(2).sum()
 
 
 def _confine_to_scratch(scratch: Path) -> None:
@@ -1126,3 +1180,4 @@ def _timing_notes(self: _Session) -> dict[str, Any]:
 
 
 _Session.timing_notes = _timing_notes  # type: ignore[attr-defined]
+

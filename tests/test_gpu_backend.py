@@ -49,7 +49,8 @@ JOINED_SIDE_STREAM = HIDDEN_SIDE_STREAM.replace(
     "Side stream used properly: the calling stream waits for it before returning.",
 ).replace(
     "        return out  # not joined back",
-    "        torch.cuda.current_stream().wait_stream(self.side)\n        out.record_stream(torch.cuda.current_stream())\n"
+    "        torch.cuda.current_stream().wait_stream(self.side)\n"
+    "        out.record_stream(torch.cuda.current_stream())\n"
     "        return out",
 )
 
@@ -82,7 +83,9 @@ def test_gpu_timing_defaults_apply_only_to_fields_left_at_the_generic_default() 
 # --- device selection -------------------------------------------------------------------------------
 
 
-def test_missing_device_is_skipped_with_a_warning_and_none_left_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_device_is_skipped_with_a_warning_and_none_left_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     backend = GpuBackend()
     monkeypatch.setattr(backend, "available", lambda: None)
     monkeypatch.setattr(backend, "device_count", lambda: 2)
@@ -108,7 +111,7 @@ def test_gpu_backend_without_cuda_exits_3_naming_cuda_visible_devices(suite: Pat
 
 
 class FakeRuntime:
-    """A device clock in ms: work on the calling stream advances ``now``; side-stream work ends at ``pending``."""
+    """A device clock in ms: the calling stream's work advances ``now``; side work ends at ``pending``."""
 
     def __init__(self, wake_ms: float = 0.005, record_ms: float = 0.0) -> None:
         self.now = 0.0
@@ -259,7 +262,9 @@ def test_on_gpu_reference_eval_reports_device_and_versions(tmp_path: Path) -> No
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("source,hidden", [(HIDDEN_SIDE_STREAM, True), (JOINED_SIDE_STREAM, False)])
-def test_on_gpu_side_stream_work_is_inside_the_timed_region(tmp_path: Path, source: str, hidden: bool) -> None:
+def test_on_gpu_side_stream_work_is_inside_the_timed_region(
+    tmp_path: Path, source: str, hidden: bool
+) -> None:
     candidate = tmp_path / "side_stream.py"
     candidate.write_text(source)
     proc = run_harness(

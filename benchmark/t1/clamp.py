@@ -1,4 +1,4 @@
-"""Elementwise clamp of a (batch, dim) float32 matrix to the interval [min_value, max_value].
+"""Elementwise clamp of a (batch, dim) float32 matrix between min_value and max_value.
 
 Input and output are (batch_size, dim) float32; the bounds (-0.5, 0.5) are constructor arguments, so
 about 60% of the standard-normal inputs are clipped. Memory-bound, with two comparisons per element.

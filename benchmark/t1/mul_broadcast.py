@@ -7,7 +7,7 @@ outermost dimension, as in a folded batch norm or a squeeze-and-excitation gate.
 import torch
 import torch.nn as nn
 
-batch_size = 24
+batch_size = 30
 channels = 64
 height = 64
 width = 64

@@ -8,7 +8,7 @@ about two bfloat16 ulps, for kernels that round the normalised value before scal
 import torch
 import torch.nn as nn
 
-tokens = 4096
+tokens = 2048
 hidden = 1024
 eps = 1e-6
 

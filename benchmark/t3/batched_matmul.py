@@ -1,4 +1,4 @@
-"""Batched float32 matrix product: for each b, C[b] = A[b] @ B[b].
+"""Batched float32 matrix product: one (M, K) @ (K, N) product per batch entry.
 
 Inputs are A (batch_size, M, K) and B (batch_size, K, N) float32, output (batch_size, M, N) float32
 (torch.bmm). Many independent medium-sized GEMMs in one launch.

@@ -58,7 +58,7 @@ class Backend(abc.ABC):
     def device_string(self, index: int) -> str:
         return f"{self.device_type}:{index}"
 
-    def prepare_process(self, device: str) -> None:
+    def prepare_process(self, device: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """Called once in a worker before anything touches the device (bind it, set threads)."""
 
     @abc.abstractmethod
@@ -70,7 +70,7 @@ class Backend(abc.ABC):
         """Milliseconds of each of ``repetitions`` calls of ``fn``; each includes all work it started."""
 
     def timing_notes(self) -> list[str]:
-        """What the timer noticed since the last call (e.g. work left running on another stream); clears them."""
+        """What the timer noticed since the last call (e.g. work left on another stream); clears them."""
         return []
 
     def seed(self, seed: int) -> None:

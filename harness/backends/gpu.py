@@ -9,17 +9,17 @@ How one timed call is measured (docs/measurement.md has the study behind each ch
 2. Start and end events are recorded on the calling stream around the call; their difference, less
    the events' own cost (twice the start-to-end time of an empty call, measured once per process
    and cache mode), is the sample. No host round trip sits inside the timed region: the previous
-   protocol's device-wide synchronize before the end event added 10-30 us to every sample.
+   protocol's device-wide synchronize before the end event added 18-30 us to every sample.
 3. Work the call left running on *other* streams is caught after the fact: the host polls the end
    event until it has completed, then synchronizes the whole device and records a *join* event.
    With nothing pending elsewhere, join − end is the host's short turnaround (measured on an empty
-   call); a call whose join − end exceeds that by more than a margin left work running on another
-   stream. When that happens in a pattern (at least 5 % of a series, and at least two calls), those
-   calls are timed up to the join event instead (an upper bound that includes the other streams'
-   work and the turnaround) and the result carries a warning. Isolated late calls are host jitter
-   and keep their event time. Side-stream work that ends within the margin after the calling
-   stream's last kernel, or in fewer than 5 % of calls, can go unseen; the margin is reported in
-   the environment block.
+   call); a call whose join − end exceeds that by more than a margin (at least 0.1 ms) left work
+   running on another stream. When that happens in a pattern (at least 5 % of a series, and at
+   least two calls), those calls are timed up to the join event instead (an upper bound that
+   includes the other streams' work and the turnaround) and the result carries a warning.
+   Isolated late calls are host jitter and keep their event time. Side-stream work that ends
+   within the margin after the calling stream's last kernel, or in fewer than 5 % of calls, can
+   go unseen; the margin is reported in the environment block.
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ _FLUSH_BYTES = 256 * 1024 * 1024
 _SPIN_CYCLES = 200_000
 # Empty calls used to learn the events' cost and the idle turnaround (join − end).
 _IDLE_PROBES = 40
-# Minimum margin above the idle turnaround before a call counts as having unjoined work.
-_MIN_MARGIN_MS = 0.010
+# Minimum margin above the idle turnaround before a call counts as having unjoined work. On an H100
+# the turnaround after honest calls had medians of 13-38 us and 90th percentiles up to 55 us,
+# depending on the workload (benchmarks/gpu_timing_study.py); a 10-18 us margin flagged honest
+# series, so the margin sits well above that spread.
+_MIN_MARGIN_MS = 0.100
 # A pattern, not jitter: this share of a series (and at least two calls) must be late.
 _LATE_SHARE = 0.05
 
@@ -88,7 +91,9 @@ class EventTimedBackend(Backend):
         else:
             self.spin(device)
 
-    def _raw(self, fn: Callable[[], Any], repetitions: int, device: str, flush_cache: bool) -> list[tuple[float, float]]:
+    def _raw(
+        self, fn: Callable[[], Any], repetitions: int, device: str, flush_cache: bool
+    ) -> list[tuple[float, float]]:
         """(end − start, join − start) in ms for each call."""
         rt = self.runtime()
         stream = rt.current_stream(device)
@@ -136,7 +141,10 @@ class EventTimedBackend(Backend):
         late = [j - e > idle + margin for e, j in raw]
         count = sum(late)
         pattern = count >= max(2, _LATE_SHARE * len(raw))
-        samples = [j if (pattern and is_late) else max(e - cost, 0.5 * e) for (e, j), is_late in zip(raw, late)]
+        samples = [
+            j if (pattern and is_late) else max(e - cost, 0.5 * e)
+            for (e, j), is_late in zip(raw, late, strict=True)
+        ]
         self.last_measure = {
             "samples": len(raw), "late_samples": count, "side_stream": pattern,
             "idle_ms": idle, "margin_ms": margin, "event_cost_ms": cost,
@@ -164,6 +172,7 @@ class EventTimedBackend(Backend):
             "device-wide synchronize after the end event detects unjoined work on other streams",
             "flush_bytes": self.flush_bytes(),
             "warm_cache_lead": "clock spin" if type(self).spin is not EventTimedBackend.spin else None,
+            "timing_defaults": dict(self.timing_overrides),  # applied where the run kept the generic default
         }
         for (dev, flush), (idle, margin, cost) in self._calibration.items():
             if dev == device:
@@ -233,7 +242,7 @@ class GpuBackend(EventTimedBackend):
 
 def _driver_version() -> str | None:
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
 
         pynvml.nvmlInit()
         version = pynvml.nvmlSystemGetDriverVersion()

@@ -24,7 +24,7 @@ STAND_IN_NOTE = "torch_npu stand-in: NOT run on Ascend hardware"
 
 
 def _torch_npu() -> Any:
-    import torch_npu  # type: ignore[import-not-found]  # noqa: F401 - registers torch.npu
+    import torch_npu  # noqa: F401 - registers torch.npu
 
     return torch_npu
 
@@ -69,16 +69,14 @@ class NpuBackend(EventTimedBackend):
         import torch
 
         _torch_npu()
-        return torch.npu
+        return torch.npu  # type: ignore[attr-defined]  # registered by torch_npu
 
     def available(self) -> str | None:
         try:
             _torch_npu()
         except ImportError:
             return "torch_npu is not installed (use the Ascend image: nox -s image-npu)"
-        import torch
-
-        if not torch.npu.is_available():
+        if not self.runtime().is_available():
             visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES")
             return f"torch_npu sees no NPU (ASCEND_RT_VISIBLE_DEVICES={visible!r})"
         return None

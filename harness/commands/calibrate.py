@@ -30,7 +30,10 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
 
     from harness.calibrate import METHODS, _pct_key
 
-    per_case = Table(title="calibration per case (A/A: speedup − 1; accuracy: reported / profiler − 1)", title_justify="left")
+    per_case = Table(
+        title="calibration per case (A/A: speedup − 1; accuracy: reported / profiler − 1)",
+        title_justify="left",
+    )
     for column in ("tier", "case", "ref ms", "kernels"):
         per_case.add_column(column, justify="right" if column in ("ref ms", "kernels") else "left")
     for method in METHODS:
@@ -44,9 +47,7 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
         effect_cells = []
         for pct in effects:
             e = next((x for x in c.effects if x["pct"] == pct), None)
-            effect_cells.append(
-                "-" if e is None else " / ".join(_pct(e["error"].get(m), 1) for m in METHODS)
-            )
+            effect_cells.append("-" if e is None else " / ".join(_pct(e["error"].get(m), 1) for m in METHODS))
         per_case.add_row(
             c.tier,
             c.name,
@@ -92,7 +93,7 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
 )  # fmt: skip
 @click.option(
     "--solutions", type=click.Path(path_type=Path, file_okay=False), default=None,
-    help="The A/A solution set: each case's own reference as ModelNew (default: <suite>/solutions/reference).",
+    help="The A/A solution set: each case's reference as ModelNew (default: <suite>/solutions/reference).",
 )  # fmt: skip
 @click.option("--tier", "tiers", multiple=True, metavar="tN", help="Only cases of this tier (repeatable).")
 @click.option("--case", "names", multiple=True, metavar="NAME", help="Only this case (repeatable).")
@@ -110,13 +111,28 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
     help="Summaries cover cases whose reference takes at least this many microseconds.",
 )  # fmt: skip
 @click.option("--device", "device_index", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("calibration.json"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("calibration.json"),
+    show_default=True,
+)
 @click.option("--budget-ms", type=click.FloatRange(min=1), default=400.0, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--trials", type=click.IntRange(min=1), default=1, show_default=True, help="Correctness trials per evaluation.")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Correctness trials per evaluation.",
+)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300.0, show_default=True)
 @click.option("--seed", type=int, default=None)
-@click.option("--flush-cache/--warm-cache", default=None, help="Cache condition of the harness's timings (default: the backend's).")
+@click.option(
+    "--flush-cache/--warm-cache",
+    default=None,
+    help="Cache condition of the harness's timings (default: the backend's).",
+)
 @click.option("--isolation", type=click.Choice(["process", "none"]), default="process", show_default=True)
 @click.option("--profile-calls", type=click.IntRange(min=3), default=30, show_default=True)
 def calibrate(**kw: Any) -> None:
@@ -169,7 +185,7 @@ def calibrate(**kw: Any) -> None:
     cases, summary, device_env = run_calibration(config, eval_config, observer)
     environment = host_environment()
     environment["backends"] = {config.backend: device_env}
-    provenance = {
+    provenance: dict[str, Any] = {
         "command_line": command_line(),
         "config": {"calibration": config.to_json(), "eval": eval_config.to_json()},
         "suite_git_commit": git_commit(config.suite),
@@ -179,7 +195,11 @@ def calibrate(**kw: Any) -> None:
     }
     image = os.environ.get("HARNESS_IMAGE")
     if image:
-        provenance["container_image"] = {"name": image, "id": os.environ.get("HARNESS_IMAGE_ID"), "digest": None}
+        provenance["container_image"] = {
+            "name": image,
+            "id": os.environ.get("HARNESS_IMAGE_ID"),
+            "digest": None,
+        }
     payload = calibration_payload(cases, summary, config, provenance, environment)
     write_artifact(kw["out"], payload)
     for table in _tables(cases, summary, effects):

@@ -363,6 +363,21 @@ class ModelNew(nn.Module):
         ),
         "pass",
     ),
+    Fault(
+        "writes_garbage_to_its_reply_pipe",
+        _model(
+            """
+            import gc
+            from multiprocessing.connection import Connection
+            for obj in gc.get_objects():
+                if isinstance(obj, Connection) and not obj.closed:
+                    obj.send_bytes(b"forged")
+            return x + x
+            """
+        ),
+        "error",
+        ("malformed reply",),
+    ),
     Fault("zzz_good_last", GOOD, "pass"),
 ]
 

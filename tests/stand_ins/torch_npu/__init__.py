@@ -94,7 +94,9 @@ def current_stream(device: Any = None) -> Stream:
 class Event:
     """``torch.npu.Event`` on the host clock."""
 
-    def __init__(self, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False) -> None:
+    def __init__(
+        self, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False
+    ) -> None:
         self.enable_timing = enable_timing
         self._ns: int | None = None
 

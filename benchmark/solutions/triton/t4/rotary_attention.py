@@ -9,27 +9,28 @@ import triton
 import triton.language as tl
 
 @triton.jit
-def _rope_kernel(x_ptr, cos_ptr, sin_ptr, y_ptr, seq, D: tl.constexpr, ROWS: tl.constexpr):
+def _rope_kernel(x_ptr, cos_ptr, sin_ptr, y_ptr, n_rows, seq, D: tl.constexpr, ROWS: tl.constexpr):
     """Rotate-half RoPE of ROWS rows of a contiguous (..., seq, D) tensor."""
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    mask = (rows < n_rows)[:, None]
     pos = rows % seq
     offs = tl.arange(0, D)
     half = D // 2
     partner = (offs + half) % D
     sign = tl.where(offs < half, -1.0, 1.0)
     base = rows.to(tl.int64)[:, None] * D
-    x = tl.load(x_ptr + base + offs[None, :])
-    xp = tl.load(x_ptr + base + partner[None, :])
-    c = tl.load(cos_ptr + pos[:, None] * D + offs[None, :])
-    s = tl.load(sin_ptr + pos[:, None] * D + offs[None, :])
-    tl.store(y_ptr + base + offs[None, :], x * c + sign[None, :] * xp * s)
+    x = tl.load(x_ptr + base + offs[None, :], mask=mask, other=0.0)
+    xp = tl.load(x_ptr + base + partner[None, :], mask=mask, other=0.0)
+    c = tl.load(cos_ptr + pos[:, None] * D + offs[None, :], mask=mask, other=0.0)
+    s = tl.load(sin_ptr + pos[:, None] * D + offs[None, :], mask=mask, other=0.0)
+    tl.store(y_ptr + base + offs[None, :], x * c + sign[None, :] * xp * s, mask=mask)
 
 
 def rope(x, cos, sin):
     y = torch.empty_like(x)
     d = x.shape[-1]
     rows = x.numel() // d
-    _rope_kernel[(triton.cdiv(rows, 16),)](x, cos, sin, y, x.shape[-2], D=d, ROWS=16, num_warps=4)
+    _rope_kernel[(triton.cdiv(rows, 16),)](x, cos, sin, y, rows, x.shape[-2], D=d, ROWS=16, num_warps=4)
     return y
 
 
