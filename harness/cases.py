@@ -83,8 +83,10 @@ def _static_facts(path: Path) -> tuple[tuple[str, ...], str]:
         ):
             try:
                 declared = ast.literal_eval(node.value)
-            except ValueError as exc:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
                 raise CaseLoadError(f"{path}: BACKENDS must be a literal tuple of backend names") from exc
+            if not isinstance(declared, (tuple, list)) or not all(isinstance(b, str) for b in declared):
+                raise CaseLoadError(f"{path}: BACKENDS must be a tuple of backend names such as ('cpu', 'gpu')")
             unknown = set(declared) - set(BACKEND_NAMES)
             if unknown:
                 raise CaseLoadError(f"{path}: BACKENDS names unknown backend(s) {sorted(unknown)}")
@@ -256,6 +258,8 @@ def apply_sizes(path: Path, module: types.ModuleType, backend: str) -> None:
     if not isinstance(sizes, dict):
         raise CaseLoadError(f"{path}: SIZES must be a dict of backend -> {{name: value}}")
     overrides = sizes.get(backend) or {}
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
+        raise CaseLoadError(f"{path}: SIZES[{backend!r}] must be a dict of module-level name -> value")
     unknown = [k for k in overrides if not hasattr(module, k)]
     if unknown:
         raise CaseLoadError(f"{path}: SIZES[{backend!r}] overrides undefined name(s) {unknown}")

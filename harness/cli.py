@@ -396,6 +396,32 @@ def _eval_in_container(
 )
 @click.option("--overwrite", is_flag=True, help="Start afresh in --out even if it holds an earlier run's journal.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-case lines; the table only.")
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="An earlier result.json to compare this run with; writes the agent eval report (see --eval-report).",
+)
+@click.option(
+    "--eval-report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the eval report when --baseline is given (default: <out>/eval-report.json).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="With --baseline: smallest change in percent that counts as improved or regressed.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="With --baseline: significance level of the per-case test (Holm-corrected across cases).",
+)
 @_eval_options
 @_runtime_options
 def run_cmd(**kw: Any) -> None:
@@ -536,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
         hint = "rerun with --debug for the traceback"
         click.echo(f"internal error: {type(exc).__name__}: {text}; {hint}", err=True)
-        sys.exit(70)
+        sys.exit(ExitCode.INTERNAL)
     sys.exit(0)
 
 

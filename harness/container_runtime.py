@@ -95,12 +95,11 @@ def run_in_container(
     image = image or container.DEFAULT_IMAGES[backend]
     out.mkdir(parents=True, exist_ok=True)
     mounts = container.Mounts(suite=suite, solutions=solutions, out=out)
-    args, host_devices = _remap_devices(list(command_args))
-    mapped = container.map_harness_args(args, mounts)
+    args, host_devices = _remap_devices(list(command_args))  # run_harness maps the paths
     emit = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     run = container.run_harness(
         image,
-        mapped,
+        args,
         backend=backend,
         mounts=mounts,
         gpus=host_devices if backend == "gpu" else None,

@@ -169,3 +169,28 @@ def _compare_values(where: str, ref: Any, out: Any, atol: float, rtol: float, ta
     if new_non_finite:
         return f"{where} has {new_non_finite} NaN/Inf value(s) where the reference is finite"
     return None
+
+
+def output_fingerprint(outputs: list[Any], atol: float) -> str:
+    """A sha256 of the outputs rounded to the tolerance: equal when two runs' outputs did not change.
+
+    Computed in the trusted reference worker from the bytes the candidate returned, so a candidate
+    cannot forge it. Values within one ``atol`` step of a rounding boundary may still flip it.
+    """
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    step = max(float(atol), 1e-12)
+    limit = 2.0**62
+    for tensor in outputs:
+        t = tensor.detach().to("cpu")
+        digest.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
+        x = t.to(torch.float64) if (t.dtype.is_floating_point or t.dtype.is_complex) else t.to(torch.int64)
+        if x.dtype == torch.float64:
+            digest.update(torch.isnan(x).numpy().tobytes())
+            x = torch.round(x / step).nan_to_num(nan=0.0, posinf=limit, neginf=-limit).clamp(-limit, limit)
+            x = x.to(torch.int64)
+        digest.update(x.contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     ENVIRONMENT = 3  # backend, device, Docker engine or image unavailable
     VALIDATION = 4  # an artifact does not match its schema
     GATE = 5  # `harness compare --fail-on`: a verdict named there occurred
+    INTERNAL = 70  # a bug in the harness itself (EX_SOFTWARE); rerun with --debug for the traceback
     INTERRUPTED = 130  # Ctrl-C / SIGTERM: partial results were written and marked incomplete
 
 

@@ -284,6 +284,8 @@ def _check_correctness(
                 current = getattr(report, name)
                 setattr(report, name, value if current is None else max(current, value))
         report.mismatched_fraction = verdict.get("mismatched_fraction")
+        if index == 0:
+            report.output_fingerprint = verdict.get("output_fingerprint")
         if not verdict["ok"]:
             report.first_failure = result.reason = f"trial {index}: {verdict['reason']}"
             return False

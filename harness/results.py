@@ -25,6 +25,7 @@ class CorrectnessReport:
     timed_output_ok: bool | None = None
     fresh_output_ok: bool | None = None
     first_failure: str | None = None
+    output_fingerprint: str | None = None  # sha256 of trial 0's outputs rounded to atol (reference worker)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

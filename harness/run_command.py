@@ -50,6 +50,14 @@ def run_suite(
     """Run the suite described by the CLI ``options``; returns the exit code."""
     from harness.report import ProgressObserver, results_table, summary_lines
     from harness.runner import Runner, needs_file_watch
+
+    baseline = options.get("baseline")
+    if baseline:
+        from harness.artifact_inputs import load_artifact
+
+        load_artifact(Path(baseline), ["run_result"])  # bad input fails before any case runs
+    elif options.get("eval_report"):
+        raise BadInput("--eval-report needs --baseline OLD_RESULT.json to compare against")
     from harness.supervisor import FileWatch, default_watch_roots
 
     done: list[CaseResult] = []
@@ -151,6 +159,17 @@ def run_suite(
     for line in summary_lines(payload):
         con.print(line)
     con.print(f"artifacts: {out / RESULT_NAME}, {out / LEADERBOARD_NAME}")
+    if baseline and not interrupted:
+        from harness.eval_report import write_eval_report
+        from harness.render_table import eval_report_lines
+
+        report_path = Path(options.get("eval_report") or out / "eval-report.json")
+        report = write_eval_report(
+            Path(baseline), payload, report_path, options["threshold"], options["alpha"]
+        )
+        for line in eval_report_lines(report):
+            con.print(line)
+        con.print(f"eval report: {report_path}")
     if interrupted:
         err.print(f"[red]interrupted[/]: partial result written; continue with: harness run --resume {out}")
         return ExitCode.INTERRUPTED

@@ -216,12 +216,16 @@ class Runner:
             pending.put(case)
         results: list[CaseResult] = []
         environment: dict[str, Any] = {}
-        threads = [
-            threading.Thread(
-                target=self._device_loop, args=(backend, device, pending, results, environment), daemon=True
-            )
-            for device in devices
-        ]
+        failures: list[tuple[str, BaseException]] = []
+
+        def loop(device: str) -> None:
+            try:
+                self._device_loop(backend, device, pending, results, environment)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
+                failures.append((device, exc))
+                self._stop.set()
+
+        threads = [threading.Thread(target=loop, args=(device,), daemon=True) for device in devices]
         for thread in threads:
             thread.start()
         try:
@@ -232,6 +236,10 @@ class Runner:
             self.stop()
             for thread in threads:
                 thread.join(timeout=30)
+        if failures:
+            # A dead device thread must never look like a finished run with fewer cases.
+            device, exc = failures[0]
+            raise RuntimeError(f"the worker thread for {device} failed: {type(exc).__name__}: {exc}") from exc
         order = {c.name: i for i, c in enumerate(cases)}
         results.sort(key=lambda r: order.get(r.name, 0))
         return results, environment
@@ -372,11 +380,7 @@ def evaluate_single(
         roots = [WatchRoot(task.case.path.resolve().parent, depth=1, restore=True)]
         if task.solution is not None:
             roots.append(WatchRoot(task.solution.resolve().parent, depth=1, restore=True))
-        roots.append(
-            WatchRoot(
-                Path(harness.__file__).resolve().parent, restore=True, ignore=frozenset({"__pycache__"})
-            )
-        )
+        roots.append(WatchRoot(Path(harness.__file__).resolve().parent, ignore=frozenset({"__pycache__"})))
         if os.environ.get("HOME"):
             roots.append(WatchRoot(Path(os.environ["HOME"]), depth=1))
         watch = FileWatch(roots)

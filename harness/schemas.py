@@ -120,7 +120,12 @@ def validate_file(path: Path) -> Validation:
         raise BadInput(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
-    return check(instance)
+    except RecursionError as exc:
+        raise BadInput(f"{path}: JSON nested too deeply to be an artifact") from exc
+    try:
+        return check(instance)
+    except RecursionError as exc:
+        raise BadInput(f"{path}: JSON nested too deeply to be an artifact") from exc
 
 
 def require_valid(instance: dict[str, Any]) -> None:

@@ -753,7 +753,7 @@ def default_watch_roots(
     managed: Callable[[], Sequence[str]] | None = None,
 ) -> list[WatchRoot]:
     """What a run protects: suite and solutions (restored), its output folder but for the files the
-    supervisor writes, the harness package (restored), and the top level of HOME."""
+    supervisor writes, the harness package (detected, not restored), and the top level of HOME."""
     import harness
 
     roots = []
@@ -766,9 +766,9 @@ def default_watch_roots(
         roots.append(
             WatchRoot(out.resolve(), ignore=names, ignore_suffixes=(".tmp", ".invalid.json", ".errors.txt"))
         )
-    roots.append(
-        WatchRoot(Path(harness.__file__).resolve().parent, restore=True, ignore=frozenset({"__pycache__"}))
-    )
+    # The harness package is watched, not restored: silently reverting it would also revert a
+    # developer's own edits made while a run goes on.
+    roots.append(WatchRoot(Path(harness.__file__).resolve().parent, ignore=frozenset({"__pycache__"})))
     home = os.environ.get("HOME")
     if home:
         roots.append(WatchRoot(Path(home), depth=1))

@@ -37,7 +37,7 @@ from typing import Any
 
 from harness import wire
 from harness.cases import Case, LoadedCase, load_case, load_solution_class
-from harness.correctness import as_output_list, compare_outputs
+from harness.correctness import as_output_list, compare_outputs, output_fingerprint
 from harness.errors import CaseLoadError
 
 TOKEN_ENV = "HARNESS_EVAL_TOKEN"  # inherited by everything a candidate starts; used to find leftovers
@@ -198,7 +198,10 @@ class ReferenceSession(_Session):
         if not isinstance(outputs, list):
             raise SessionError("the candidate's reply carries no outputs", PHASE_CORRECTNESS)
         result = compare_outputs(self.expected[key], outputs, self.loaded.atol, self.loaded.rtol)
-        return asdict(result)
+        verdict = asdict(result)
+        if key == "0" and result.ok:
+            verdict["output_fingerprint"] = output_fingerprint(outputs, self.loaded.atol)
+        return verdict
 
     def finish(self) -> dict[str, Any]:
         """Drop this case's tensors so the worker can be reused."""

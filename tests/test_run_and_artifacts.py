@@ -144,3 +144,27 @@ def test_list_and_schema_commands() -> None:
     assert "v1/run-result" in proc.stdout
     proc = run_harness("schema", "case-result")
     assert json.loads(proc.stdout)["$id"].endswith("case-result.schema.json")
+
+
+def test_run_with_baseline_writes_a_valid_eval_report(suite: Path, solutions: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    args = ("run", "--suite", str(suite), "--solutions", str(solutions), "--seed", "3", *FAST_ARGS)
+    assert run_harness(*args, "--out", str(base)).returncode == 0
+    new = tmp_path / "new"
+    report = tmp_path / "eval.json"
+    proc = run_harness(
+        *args, "--out", str(new), "--baseline", str(base / "result.json"), "--eval-report", str(report)
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = load_json(report)
+    assert payload["artifact_type"] == "eval_report"
+    assert stock_validator_errors(payload) == []
+    assert "eval report:" in proc.stdout
+
+
+def test_eval_report_without_baseline_is_bad_input(suite: Path, solutions: Path, tmp_path: Path) -> None:
+    proc = run_harness(
+        "run", "--suite", str(suite), "--solutions", str(solutions), "--out", str(tmp_path / "o"),
+        "--eval-report", str(tmp_path / "e.json"),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--baseline" in proc.stderr
