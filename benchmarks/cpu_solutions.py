@@ -2,9 +2,9 @@
 """Benchmark the `cpu` example solutions with the harness and print a speedup table.
 
 First compiles every solution's C++ kernels outside the harness, two at a time, into the account's
-cache (~/.cache/kernel-harness/torch_extensions): the harness confines each candidate to a scratch
-folder (HOME and TORCH_EXTENSIONS_DIR point into it, writes elsewhere are refused), so a candidate
-can read a finished build but never leave one behind. Then runs ``harness run --backend cpu
+cache (~/.cache/kernel-harness/torch_extensions), which candidates can read: faster on two cores than
+the harness compiling one candidate after another in its scratch folder (where the harness's build
+cache would keep each build for the next run, README "Build cache"). Then runs ``harness run --backend cpu
 --solutions benchmark/solutions/cpu`` in a subprocess (so the numbers are exactly what the harness
 measures: interleaved reference/candidate rounds in isolated workers), reads ``result.json`` and
 prints one row per evaluated case (reference and candidate median milliseconds, speedup, status) and

@@ -174,6 +174,20 @@ def _eval_options(fn: Any) -> Any:
             show_default=True,
             help="Bytes of the candidate's stdout and of its stderr kept in the result (the last ones).",
         ),
+        click.option(
+            "--build-cache",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Folder that keeps each solution file's compiled kernels (C++ extensions, Triton) for its"
+            " next run, keyed by the file's SHA-256 [default: $HARNESS_BUILD_CACHE, else"
+            " ~/.cache/kernel-harness/builds].",
+        ),
+        click.option(
+            "--no-build-cache",
+            is_flag=True,
+            default=False,
+            help="Build every candidate from scratch (nothing is read from or kept in the build cache).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -193,7 +207,18 @@ def _eval_config(backend: str, **kw: Any) -> Any:
         timing=timing,
         output_limit_bytes=kw["output_limit"],
         isolation=kw["isolation"],
+        build_cache=_build_cache_root(kw.get("build_cache"), kw.get("no_build_cache", False)),
     )
+
+
+def _build_cache_root(option: str | Path | None, disabled: bool) -> str | None:
+    """The build cache folder the options ask for (None: no cache)."""
+    from harness.build_cache import default_root
+
+    if disabled:
+        return None
+    root = Path(option).expanduser() if option else default_root()
+    return str(root.resolve()) if root is not None else None
 
 
 def _provenance(config: dict[str, Any], suite: Path | None, note: str | None = None) -> dict[str, Any]:
@@ -457,6 +482,8 @@ def _run_in_container(kw: dict[str, Any], backend: str) -> int:
     args = strip_runtime_args(_command_args("run"))
     if not kw["out"] and not kw["resume"]:
         args += ["--out", str(out)]
+    if not kw["resume"] and not any(a == "--suite" or a.startswith("--suite=") for a in args):
+        args += ["--suite", str(kw["suite"])]  # the default suite is a host path: mount and name it
     code, image = run_in_container(
         ["run", *args], backend=backend, image=kw["image"], suite=kw["suite"], solutions=kw["solutions"], out=out
     )

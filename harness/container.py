@@ -45,6 +45,7 @@ BACKEND_LABEL = "dev.kernel-harness.backend"
 CONTAINER_SUITE = "/suite"
 CONTAINER_SOLUTIONS = "/solutions"
 CONTAINER_OUT = "/out"
+CONTAINER_BUILD_CACHE = "/build-cache"  # the harness's build cache (harness/build_cache.py), writable
 
 #: The non-root user the images create and run as (docker/*/Dockerfile).
 CONTAINER_USER = "1000:1000"
@@ -134,6 +135,7 @@ class Mounts:
     suite: Path | None = None
     solutions: Path | None = None
     out: Path | None = None
+    build_cache: Path | None = None  # kept between containers: candidates' compiled kernels
     extra_ro: Mapping[str, str] = field(default_factory=dict)  # host path -> container path
 
     def pairs(self) -> list[tuple[Path, str, str]]:
@@ -149,6 +151,7 @@ class Mounts:
             (self.suite, CONTAINER_SUITE, "ro"),
             (self.solutions, CONTAINER_SOLUTIONS, "ro"),
             (self.out, CONTAINER_OUT, "rw"),
+            (self.build_cache, CONTAINER_BUILD_CACHE, "rw"),
         ):
             if host is None:
                 continue
@@ -180,9 +183,7 @@ def _docker() -> Any:
     try:
         import docker
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ContainerError(
-            "the docker Python SDK is not installed: pip install 'kernel-harness[docker]'"
-        ) from exc
+        raise ContainerError("the docker Python SDK is not installed: pip install 'kernel-harness[docker]'") from exc
     return docker
 
 
@@ -307,14 +308,11 @@ def build_image(
     context = Path(context_dir).resolve()
     if not context.is_dir():
         raise ContainerError(
-            f"build context {context} does not exist: fill it with:"
-            f" bash docker/wheelhouse.sh {DOCKER_DIRS[backend]}"
+            f"build context {context} does not exist: fill it with: bash docker/wheelhouse.sh {DOCKER_DIRS[backend]}"
         )
     dockerfile_path = Path(dockerfile).resolve() if dockerfile else default_dockerfile(backend)
     if not dockerfile_path.is_file():
-        raise ContainerError(
-            f"no Dockerfile at {dockerfile_path}: pass dockerfile= (docker/<backend>/Dockerfile)"
-        )
+        raise ContainerError(f"no Dockerfile at {dockerfile_path}: pass dockerfile= (docker/<backend>/Dockerfile)")
     args = {**default_build_args(), **(build_args or {})}
     all_labels = {BACKEND_LABEL: backend, **(labels or {})}
     client = client or get_client(timeout_s=3600)
@@ -356,7 +354,7 @@ def build_image(
 
 
 #: Harness options whose value is always a path (mapped even without a "/" in it, e.g. --suite benchmark).
-PATH_OPTIONS = frozenset({"--suite", "--solutions", "--out", "--resume"})
+PATH_OPTIONS = frozenset({"--suite", "--solutions", "--out", "--resume", "--build-cache"})
 
 
 def _looks_like_path(value: str) -> bool:
@@ -533,8 +531,7 @@ def container_spec(
         devices = [f"{node}:{node}:rwm" for node in nodes]
         if not exists(ASCEND_DRIVER_MOUNTS[0]):
             raise ContainerError(
-                f"{ASCEND_DRIVER_MOUNTS[0]} not found: install the Ascend driver on this host"
-                " (npu-smi info must work)"
+                f"{ASCEND_DRIVER_MOUNTS[0]} not found: install the Ascend driver on this host (npu-smi info must work)"
             )
         for path in ASCEND_DRIVER_MOUNTS:
             if exists(path):
@@ -546,6 +543,8 @@ def container_spec(
                 group_add.append(str(gid))
         environment["ASCEND_RT_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(npu_devices)))
 
+    if mounts.build_cache is not None:
+        environment["HARNESS_BUILD_CACHE"] = CONTAINER_BUILD_CACHE
     environment.update(env or {})
     spec: dict[str, Any] = {
         "image": image,
@@ -600,20 +599,21 @@ def _host_gid(path: str) -> int | None:
 
 
 def _prepare_out(mounts: Mounts, user: str | None) -> None:
-    """Make the writable out folder exist and be writable by the container user.
+    """Make the writable folders (out, build cache) exist and be writable by the container user.
 
     The container runs as uid 1000 (or ``user``). When we are root on the host, the folder is
     chowned to that uid so the unprivileged container can write into it; otherwise the caller
     passes ``user=f"{os.getuid()}:{os.getgid()}"`` (run_harness does) so files come out as theirs.
     """
-    if mounts.out is None:
-        return
-    out = Path(mounts.out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        uid, _, gid = (user or CONTAINER_USER).partition(":")
-        if uid.isdigit():
-            os.chown(out, int(uid), int(gid) if gid.isdigit() else int(uid))
+    for folder in (mounts.out, mounts.build_cache):
+        if folder is None:
+            continue
+        out = Path(folder).expanduser().resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            uid, _, gid = (user or CONTAINER_USER).partition(":")
+            if uid.isdigit():
+                os.chown(out, int(uid), int(gid) if gid.isdigit() else int(uid))
 
 
 def default_user() -> str:
@@ -793,10 +793,7 @@ def managed_containers(client: Any = None) -> list[Any]:
 def _explain(exc: Any) -> str:
     text = str(getattr(exc, "explanation", None) or exc).strip()
     if "could not select device driver" in text and "gpu" in text:
-        return (
-            text
-            + " (install the NVIDIA container toolkit and run: nvidia-ctk runtime configure --runtime=docker)"
-        )
+        return text + " (install the NVIDIA container toolkit and run: nvidia-ctk runtime configure --runtime=docker)"
     if "no such file or directory" in text.lower() and "/dev/" in text:
         return text + " (the device node is missing on this host: check npu-smi info / nvidia-smi)"
     return text.splitlines()[0] if text else type(exc).__name__
@@ -870,9 +867,7 @@ def describe_isolation(spec: Mapping[str, Any]) -> list[str]:
         f"memory: {spec.get('mem_limit')} bytes, pids: {spec.get('pids_limit')}",
         f"user: {spec.get('user')}, capabilities dropped: {spec.get('cap_drop')}",
     ]
-    lines += [
-        f"mount: {host} -> {m['bind']} ({m['mode']})" for host, m in (spec.get("volumes") or {}).items()
-    ]
+    lines += [f"mount: {host} -> {m['bind']} ({m['mode']})" for host, m in (spec.get("volumes") or {}).items()]
     return lines
 
 

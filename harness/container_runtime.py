@@ -94,7 +94,7 @@ def run_in_container(
 
     image = image or container.DEFAULT_IMAGES[backend]
     out.mkdir(parents=True, exist_ok=True)
-    mounts = container.Mounts(suite=suite, solutions=solutions, out=out)
+    mounts = container.Mounts(suite=suite, solutions=solutions, out=out, build_cache=_build_cache(command_args))
     args, host_devices = _remap_devices(list(command_args))  # run_harness maps the paths
     emit = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     run = container.run_harness(
@@ -110,6 +110,23 @@ def run_in_container(
     if run.oom_killed:
         emit(f"error: the container hit its memory limit and was killed (image {image})")
     return run.exit_code, provenance
+
+
+def _build_cache(args: Sequence[str]) -> Path | None:
+    """The host folder bound as the container's build cache: ``--build-cache DIR``, else a
+    ``container`` folder in the default cache (the image's torch differs from the host's); None with
+    ``--no-build-cache``."""
+    from harness.build_cache import default_root
+
+    if "--no-build-cache" in args:
+        return None
+    for i, arg in enumerate(args):
+        if arg == "--build-cache" and i + 1 < len(args):
+            return Path(args[i + 1]).expanduser().resolve()
+        if arg.startswith("--build-cache="):
+            return Path(arg.split("=", 1)[1]).expanduser().resolve()
+    root = default_root()
+    return root / "container" if root is not None else None
 
 
 def stamp_provenance(paths: Sequence[Path], image: dict[str, Any], suite: Path | None) -> None:

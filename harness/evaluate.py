@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness import wire
+from harness import build_cache, wire
 from harness.backends import get_backend
 from harness.cases import Case, file_sha256
 from harness.results import CaseResult, CorrectnessReport
@@ -48,6 +48,8 @@ class Worker(Protocol):
     sandbox: dict[str, Any] | None
 
     def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any: ...
+    def begin(self, method: str, **kwargs: Any) -> None: ...
+    def finish(self, timeout_s: float) -> Any: ...
     def call_forwarding(self, method: str, timeout_s: float, **kwargs: Any) -> tuple[Any, Any]: ...
     def freeze(self) -> None: ...
     def thaw(self) -> None: ...
@@ -68,6 +70,7 @@ class EvalConfig:
     timing: TimingConfig = field(default_factory=TimingConfig)
     output_limit_bytes: int = 16 * 1024
     isolation: str = "process"  # process | none
+    build_cache: str | None = None  # folder that keeps candidates' builds between runs (build_cache.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class EvalConfig:
             "timing": self.timing.to_json(),
             "output_limit_bytes": self.output_limit_bytes,
             "isolation": self.isolation,
+            "build_cache": self.build_cache,
         }
 
 
@@ -145,24 +149,38 @@ def evaluate(
     seeds = seeds_for(run_seed, task, config.trials)
     case_json = {"name": case.name, "tier": case.tier, "path": str(case.path.resolve())}
     left = lambda: deadline - time.monotonic()  # noqa: E731
+    cache_root = Path(config.build_cache) if config.build_cache else None
     candidate: Worker | None = None
     try:
+        # The reference computes its expected outputs while the candidate loads (nothing is timed
+        # yet, and on two cores that halves the wait); the reference's reply is collected first so
+        # that it stays in step whatever the candidate does.
+        reference.begin("prepare", case=case_json, **seeds)
+        starting: Exception | None = None
         try:
-            meta = reference.call("prepare", left(), case=case_json, **seeds)
+            candidate = start_candidate()
+            build_cache.restore(cache_root, task.backend, result.solution_sha256, candidate.scratch)
+            candidate.begin("load", case=case_json, solution_path=str(task.solution.resolve()), **seeds)
+        except Exception as exc:  # noqa: BLE001 - raised again once the reference has answered
+            starting = exc
+        try:
+            meta = reference.finish(left())
         except WorkerFailure as exc:
             result.reason = f"reference case failed: {exc}"
             return _finish(result, started)
+        if starting is not None:
+            raise starting
+        assert candidate is not None
         correctness = CorrectnessReport(trials=config.trials, atol=meta["atol"], rtol=meta["rtol"])
         result.correctness = correctness
         result.flops = meta.get("flops")
         result.bytes_moved = int(meta.get("input_bytes", 0)) + int(meta.get("output_bytes", 0))
 
+        candidate.finish(left())
         # Large outputs come back through shared memory the reference worker reads where they lie.
         size = wire.reply_bytes(int(meta.get("output_bytes", 0)), int(meta.get("outputs", 1)))
         buffer = reference.reply_buffer(size, left()) if size >= wire.SHARED_MIN_BYTES else None
-        candidate = start_candidate()
         candidate.attach(buffer, left())
-        candidate.call("load", left(), case=case_json, solution_path=str(task.solution.resolve()), **seeds)
 
         result.phase = PHASE_CORRECTNESS
         if not _check_correctness(result, correctness, reference, candidate, config.trials, left):
@@ -219,6 +237,8 @@ def evaluate(
             candidate.kill()
             _take_outcome(result, candidate, config.output_limit_bytes)
             _check_files(result, candidate, watch)
+            if result.status in ("pass", "fail"):
+                build_cache.store(cache_root, task.backend, result.solution_sha256, candidate.scratch)
             if candidate.scratch is not None:
                 remove_scratch(candidate.scratch)
         _release_reference(reference)
@@ -233,9 +253,7 @@ def _take_outcome(result: CaseResult, candidate: Worker, limit: int) -> None:
     result.output_truncated = bool(outcome.get("truncated", False))
     leftovers = int(outcome.get("leftovers") or 0)
     if leftovers:
-        result.warnings.append(
-            f"the candidate left {leftovers} process(es) running after its worker; they were killed"
-        )
+        result.warnings.append(f"the candidate left {leftovers} process(es) running after its worker; they were killed")
 
 
 def _check_files(result: CaseResult, candidate: Worker, watch: FileWatch | None) -> None:
@@ -297,15 +315,22 @@ def _check_correctness(
 _Round = tuple[list[float], float]  # samples (ms) the worker reported, seconds the supervisor measured
 
 
-def _reference_call(
-    reference: Worker, candidate: Worker, method: str, left: Callable[[], float], **kw: Any
-) -> Any:
+def _reference_call(reference: Worker, candidate: Worker, method: str, left: Callable[[], float], **kw: Any) -> Any:
     """A reference request with the candidate's processes stopped: nothing it left running competes."""
     candidate.freeze()
     try:
         return reference.call(method, left(), **kw)
     finally:
         candidate.thaw()
+
+
+def _candidate_call(reference: Worker, candidate: Worker, method: str, left: Callable[[], float], **kw: Any) -> Any:
+    """A timed candidate request with the reference stopped: the mirror of `_reference_call`."""
+    reference.freeze()
+    try:
+        return candidate.call(method, left(), **kw)
+    finally:
+        reference.thaw()
 
 
 def _measure(
@@ -321,18 +346,16 @@ def _measure(
     Returns why the candidate's timings cannot be trusted, or None.
     """
     result.phase = PHASE_BASELINE
-    ref_estimate = _reference_call(reference, candidate, "warmup", left, calls=timing.min_warmup)[
-        "estimate_ms"
-    ]
+    ref_estimate = _reference_call(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
     result.phase = PHASE_SOLUTION
-    cand_estimate = candidate.call("warmup", left(), calls=timing.min_warmup)["estimate_ms"]
+    cand_estimate = _candidate_call(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
     slower = max(_finite(ref_estimate), _finite(cand_estimate), 1e-6)
     extra = warmup_calls(slower, timing) - timing.min_warmup
     if extra > 0:
         result.phase = PHASE_BASELINE
         _reference_call(reference, candidate, "warmup", left, calls=extra)
         result.phase = PHASE_SOLUTION
-        candidate.call("warmup", left(), calls=extra)
+        _candidate_call(reference, candidate, "warmup", left, calls=extra)
     # Both get the same number of samples, sized by the slower of the two so the budget holds.
     repetitions = plan_repetitions(slower, timing)
     per_round = repetitions // timing.rounds
@@ -341,20 +364,16 @@ def _measure(
     for _ in range(timing.rounds):
         result.phase = PHASE_BASELINE
         t0 = time.perf_counter()
-        samples = _reference_call(
-            reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache
-        )
+        samples = _reference_call(reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache)
         ref_rounds.append((_samples(samples), time.perf_counter() - t0))
         result.phase = PHASE_SOLUTION
         t0 = time.perf_counter()
-        samples = candidate.call("time", left(), repetitions=per_round, flush_cache=flush_cache)
+        samples = _candidate_call(reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache)
         cand_rounds.append((_samples(samples), time.perf_counter() - t0))
     ref_samples = [s for samples, _ in ref_rounds for s in samples]
     cand_samples = [s for samples, _ in cand_rounds for s in samples]
     if len(cand_samples) != per_round * timing.rounds or any(s < 0 for s in cand_samples):
-        return (
-            f"the candidate reported {len(cand_samples)} timing samples for {per_round * timing.rounds} calls"
-        )
+        return f"the candidate reported {len(cand_samples)} timing samples for {per_round * timing.rounds} calls"
     warm = timing.min_warmup + max(0, extra)
     result.reference_timing = TimingStats.from_samples(ref_samples, warm)
     result.solution_timing = TimingStats.from_samples(cand_samples, warm)
@@ -396,9 +415,7 @@ def timer_inconsistency(ref_rounds: list[_Round], cand_rounds: list[_Round]) -> 
         for u, (_, w) in zip(unexplained, cand_rounds, strict=True)
         if u > max(TIMER_ROUND_FLOOR_S, TIMER_UNEXPLAINED_SHARE * w)
     )
-    if sum(unexplained) > TIMER_FLOOR_S and suspicious >= max(
-        1, math.ceil(TIMER_ROUNDS_SHARE * len(cand_rounds))
-    ):
+    if sum(unexplained) > TIMER_FLOOR_S and suspicious >= max(1, math.ceil(TIMER_ROUNDS_SHARE * len(cand_rounds))):
         return (
             f"candidate's timer is not trustworthy: its timed rounds took {wall:.3f} s on the supervisor's "
             f"clock, but it reported {reported:.3f} s of calls and the protocol explains at most "

@@ -114,6 +114,14 @@ class ModelNew(nn.Module):
 FAST_ARGS = ["--budget-ms", "5", "--rounds", "2", "--trials", "2", "--timeout", "120"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_build_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the harness's build cache of the whole session out of the account's ~/.cache."""
+    import os
+
+    os.environ.setdefault("HARNESS_BUILD_CACHE", str(tmp_path_factory.mktemp("build-cache")))
+
+
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
     """A suite with t1/scale, t2/linear_relu and t1/npu_only."""

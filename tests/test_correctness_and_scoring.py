@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from harness.correctness import compare_outputs
+from harness.correctness import compare_outputs, output_fingerprint
 from harness.results import CaseResult
 from harness.scoring import case_score, geometric_mean, summarize, tier_weight
 from harness.timing import TimingConfig, TimingStats, plan_repetitions
@@ -55,6 +55,49 @@ def test_matching_nan_positions_in_reference_are_accepted() -> None:
     assert not compare_outputs([ref], [torch.tensor([1.0, 0.0, float("inf")])], 1e-2, 1e-2).ok
 
 
+@pytest.mark.parametrize("bad_elements", [0, 7])
+def test_chunked_comparison_agrees_with_the_plain_formula(bad_elements: int) -> None:
+    """Over several chunks, with tiny reference values and a few misses: the same counts and maxima
+    as the textbook formula on whole tensors."""
+    gen = torch.Generator().manual_seed(3)
+    ref = torch.randn(700_001, generator=gen)
+    ref[::1000] = 1e-6  # tiny: their relative error counts only where the check fails
+    out = ref + 2e-3 * torch.randn(ref.shape, generator=gen)
+    out[torch.randperm(ref.numel(), generator=gen)[:bad_elements]] += 5.0
+    atol = rtol = 1e-2
+    diff = (out - ref).abs()
+    bad = diff > atol + rtol * ref.abs()
+    counted = bad | (ref.abs() > atol)
+    result = compare_outputs([ref], [out], atol, rtol)
+    assert result.ok == (bad_elements == 0)
+    assert result.max_abs_error == pytest.approx(float(diff.max()))
+    assert result.max_rel_error == pytest.approx(float((diff / ref.abs().clamp_min(1e-12))[counted].max()))
+    if bad_elements:
+        assert f"{bad_elements} of {ref.numel()} elements" in (result.reason or "")
+
+
+def test_infinity_where_the_reference_is_finite_fails() -> None:
+    ref = torch.ones(5)
+    out = ref.clone()
+    out[2] = float("inf")
+    result = compare_outputs([ref], [out], 1e-2, 1e-2)
+    assert not result.ok and "1 NaN/Inf" in (result.reason or "")
+
+
+def test_output_fingerprint_ignores_noise_below_the_tolerance_and_sees_changes() -> None:
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(300_000, generator=gen).round(decimals=2)  # on the rounding grid: a jitter can't flip it
+    jitter = x + 1e-4 * torch.rand(x.shape, generator=gen)
+    assert output_fingerprint([x], 1e-2) == output_fingerprint([jitter], 1e-2)
+    assert output_fingerprint([x], 1e-2) != output_fingerprint([x + 0.05], 1e-2)
+    assert output_fingerprint([torch.tensor([0.0])], 1e-2) == output_fingerprint([torch.tensor([-0.0])], 1e-2)
+    nan = torch.tensor([1.0, float("nan")])
+    assert output_fingerprint([nan], 1e-2) == output_fingerprint([nan.clone()], 1e-2)
+    assert output_fingerprint([nan], 1e-2) != output_fingerprint([torch.tensor([1.0, 0.0])], 1e-2)
+    assert output_fingerprint([x], 1e-2) != output_fingerprint([x.to(torch.bfloat16)], 1e-2)  # dtype counts
+    assert output_fingerprint([torch.arange(5)], 1e-2) != output_fingerprint([torch.arange(5) + 1], 1e-2)
+
+
 def test_wrong_number_of_outputs_fails() -> None:
     assert not compare_outputs([torch.zeros(1)], [torch.zeros(1), torch.zeros(1)], 1e-2, 1e-2).ok
 
@@ -98,3 +141,15 @@ def test_repetitions_fill_the_budget_within_caps() -> None:
     assert plan_repetitions(1000.0, config) == 10
     assert plan_repetitions(1e-6, config) == 1000
     assert plan_repetitions(3.0, config) % 5 == 0
+
+
+def test_input_mutation_check_handles_nan_and_integers() -> None:
+    from harness.worker import _same
+
+    x = torch.tensor([1.0, float("nan"), 3.0])
+    assert _same([x, 7], [x.clone(), 7])
+    assert not _same([x], [torch.tensor([1.0, float("nan"), 3.5])])
+    assert not _same([x], [torch.tensor([1.0, 2.0, 3.0])])  # a NaN overwritten
+    assert not _same([x], [torch.tensor([float("nan"), 1.0, 3.0])])  # a NaN moved
+    assert not _same([torch.arange(4)], [torch.arange(4).flip(0)])
+    assert not _same([x], [x.double()])

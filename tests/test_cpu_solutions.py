@@ -1,11 +1,13 @@
 """The `cpu` example solutions (benchmark/solutions/cpu): each one passes `harness eval` on its case.
 
 Cost: every solution compiles its C++ kernels with torch.utils.cpp_extension, 8 to 30 s each on a cold
-cache. The harness confines a candidate to a scratch folder where nothing survives the evaluation, so
-the kernels are first built outside it, two at a time, into ~/.cache/kernel-harness/torch_extensions
-(`benchmarks/cpu_solutions.py --build-only`, about two minutes cold, 15 s warm); the candidates then
-load those builds read-only. A warm rerun of this file pays mostly the harness's process start-up per
-case. Hence the `slow` mark and the generous timeouts.
+cache. Inside the harness a build lands in the candidate's scratch folder and is kept by the harness's
+build cache (harness/build_cache.py) for the next run of the same file; here the kernels are first
+built outside the harness, two at a time, into ~/.cache/kernel-harness/torch_extensions
+(`benchmarks/cpu_solutions.py --build-only`, about two minutes cold, 15 s warm), which is faster than
+compiling one case after another, and the candidates load those builds read-only. A warm rerun of
+this file pays mostly the harness's process start-up per case. Hence the `slow` mark and the
+generous timeouts.
 """
 
 from __future__ import annotations
@@ -97,9 +99,44 @@ def test_a_confined_candidate_reads_the_accounts_build(tmp_path: Path) -> None:
     solution = SOLUTIONS / "t1" / "gelu.py"
     outside = _load(solution, {k: v for k, v in os.environ.items() if k != "TORCH_EXTENSIONS_DIR"})
     scratch_ext = tmp_path / ".cache" / "torch_extensions"
-    confined = _load(
-        solution, {**os.environ, "HOME": str(tmp_path), "TORCH_EXTENSIONS_DIR": str(scratch_ext)}
-    )
+    confined = _load(solution, {**os.environ, "HOME": str(tmp_path), "TORCH_EXTENSIONS_DIR": str(scratch_ext)})
     assert confined["library"] == outside["library"]
     assert not scratch_ext.exists() or not any(scratch_ext.iterdir())
     assert confined["seconds"] < 5.0, f"load took {confined['seconds']:.2f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_harness_keeps_a_candidates_build_for_its_next_run(tmp_path: Path) -> None:
+    """`make bench` twice: the second run of an unchanged solution loads its kernels, compiles nothing.
+
+    A copy of a solution with a changed C++ source (so no build of it exists anywhere) that says on
+    stdout when it compiles; the harness keeps that stdout in the case result.
+    """
+    source = (SOLUTIONS / "t1" / "gelu.py").read_text()
+    marker = "    from torch.utils.cpp_extension import load_inline  # a tenth of a second: only when building"
+    assert marker in source and "#include" in source
+    copy = tmp_path / "t1" / "gelu.py"
+    copy.parent.mkdir()
+    copy.write_text(
+        source.replace("#include", f"// build-cache test {tmp_path.name}\n#include", 1).replace(
+            marker, '    print("COMPILING")\n' + marker
+        )
+    )
+    cache = tmp_path / "build-cache"
+    outputs = []
+    for _ in range(2):
+        proc = run_harness(
+            "eval",
+            str(_case_for(SOLUTIONS / "t1" / "gelu.py")),
+            str(copy),
+            *FAST_EVAL,
+            "--build-cache",
+            str(cache),
+            timeout=900,
+        )
+        result = json.loads(proc.stdout)["result"]
+        assert result["status"] == "pass", (result["reason"], result["output"])
+        outputs.append(result["output"]["stdout"])
+    assert "COMPILING" in outputs[0]
+    assert "COMPILING" not in outputs[1], "the second run compiled again"

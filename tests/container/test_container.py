@@ -83,9 +83,7 @@ def test_harness_version_runs_in_container(client: Any) -> None:
     from harness import __version__
 
     lines: list[str] = []
-    run = c.run_harness(
-        IMAGE, ["--version"], backend="cpu", mounts=c.Mounts(), client=client, on_output=lines.append
-    )
+    run = c.run_harness(IMAGE, ["--version"], backend="cpu", mounts=c.Mounts(), client=client, on_output=lines.append)
     assert run.exit_code == 0, run.logs_tail
     assert not run.timed_out and not run.oom_killed
     assert any("harness" in line and __version__ in line for line in lines), lines

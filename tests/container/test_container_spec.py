@@ -72,6 +72,16 @@ def test_volumes_map_to_fixed_container_paths(tree: dict[str, Path]) -> None:
     }
 
 
+def test_build_cache_is_a_writable_mount_the_inner_harness_is_pointed_at(tree: dict[str, Path]) -> None:
+    cache = tree["root"] / "build-cache"
+    mounts = c.Mounts(suite=tree["suite"], out=tree["out"], build_cache=cache)
+    spec = c.container_spec("img", [], mounts=mounts)
+    assert spec["volumes"][str(cache.resolve())] == {"bind": "/build-cache", "mode": "rw"}
+    assert spec["environment"]["HARNESS_BUILD_CACHE"] == "/build-cache"
+    assert c.map_harness_args(["--build-cache", str(cache)], mounts) == ["--build-cache", "/build-cache"]
+    assert "HARNESS_BUILD_CACHE" not in c.container_spec("img", [], mounts=_mounts(tree))["environment"]
+
+
 def test_solutions_inside_suite_go_through_suite(tree: dict[str, Path]) -> None:
     inner = tree["suite"] / "solutions" / "reference"
     (inner / "t1").mkdir(parents=True)
@@ -173,9 +183,7 @@ def test_npu_devices_mounts_and_env() -> None:
 
 def test_npu_needs_the_host_driver() -> None:
     with pytest.raises(c.ContainerError, match="Ascend driver"):
-        c.container_spec(
-            "img", [], backend="npu", npu_devices=[0], exists=lambda p: False, stat_gid=lambda p: None
-        )
+        c.container_spec("img", [], backend="npu", npu_devices=[0], exists=lambda p: False, stat_gid=lambda p: None)
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,19 @@ def test_run_in_docker_writes_valid_artifacts_naming_the_image(suite: Path, solu
 
 
 @pytest.mark.container
+def test_run_in_docker_with_the_default_suite(tmp_path: Path) -> None:
+    """No --suite: the default (benchmark/ on the host) is mounted and named for the inner harness."""
+    _need_image()
+    out = tmp_path / "out"
+    proc = run_harness(
+        "run", "--runtime", "docker", "--image", IMAGE, "--solutions", "benchmark/solutions/reference",
+        "--case", "relu", "--out", str(out), *FAST_ARGS,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [c["status"] for c in load_json(out / "result.json")["cases"]] == ["pass"]
+
+
+@pytest.mark.container
 def test_eval_in_docker_prints_one_json_object(suite: Path, solutions: Path) -> None:
     _need_image()
     proc = run_harness(
@@ -61,6 +74,23 @@ def test_eval_in_docker_prints_one_json_object(suite: Path, solutions: Path) -> 
     payload = json.loads(proc.stdout)
     assert payload["result"]["status"] == "pass"
     assert payload["provenance"]["runtime"] == "docker"
+
+
+@pytest.mark.container
+def test_a_build_made_in_one_container_is_found_by_the_next(suite: Path, solutions: Path, tmp_path: Path) -> None:
+    from tests.test_build_cache import FAKE_BUILD
+
+    _need_image()
+    (solutions / "t1/scale.py").write_text(FAKE_BUILD.replace("VARIANT", "in-docker"))
+    said = []
+    for _ in range(2):
+        proc = run_harness(
+            "eval", str(suite / "t1/scale.py"), str(solutions / "t1/scale.py"), "--runtime", "docker",
+            "--image", IMAGE, "--json", *FAST_ARGS, "--build-cache", str(tmp_path / "cache"),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said.append(json.loads(proc.stdout)["result"]["output"]["stdout"])
+    assert "fresh build" in said[0] and "reused build in-docker" in said[1]
 
 
 def test_auto_falls_back_to_local_with_a_note_when_no_engine_answers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -223,3 +223,42 @@ def test_journal_changed_behind_the_writers_back_is_restored(tmp_path: Path) -> 
     journal.close()
     assert journal.repairs == 1
     assert [r.status for r in read_journal(path).results] == ["fail", "pass"]
+
+
+def _stopped_reference(pid: int) -> int | None:
+    """A stopped worker without children below ``pid`` (the reference, frozen while the candidate is timed)."""
+    for child in descendants(pid):
+        try:
+            with open(f"/proc/{child}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == b"T" and not descendants(child):
+            return child
+    return None
+
+
+def test_a_supervisor_killed_while_the_reference_is_stopped_leaves_no_worker(tmp_path: Path) -> None:
+    """The reference is SIGSTOPped during the candidate's timed rounds; it must still die with the run."""
+    suite, solutions = _suite(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--suite", str(suite), "--solutions", str(solutions),
+         "--out", str(out), "--budget-ms", "4000", "--rounds", "4", "--trials", "1", "--timeout", "120",
+         "--case", "c1", "--quiet"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        stopped = None
+        while stopped is None and time.monotonic() < deadline and proc.poll() is None:
+            stopped = _stopped_reference(proc.pid)
+            time.sleep(0.02)
+        assert stopped is not None, "never saw the reference stopped during the candidate's rounds"
+        workers = descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _all_gone(workers) == [], "worker processes outlived the killed supervisor"
