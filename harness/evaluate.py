@@ -315,22 +315,15 @@ def _check_correctness(
 _Round = tuple[list[float], float]  # samples (ms) the worker reported, seconds the supervisor measured
 
 
-def _reference_call(reference: Worker, candidate: Worker, method: str, left: Callable[[], float], **kw: Any) -> Any:
-    """A reference request with the candidate's processes stopped: nothing it left running competes."""
-    candidate.freeze()
+def _alone(worker: Worker, other: Worker, method: str, left: Callable[[], float], **kw: Any) -> Any:
+    """A request to ``worker`` with every process of ``other`` stopped: nothing the other left running
+    (a candidate's background threads, or either side's OpenMP threads still spinning after its own
+    round) competes for the cores while ``worker`` warms up or is timed."""
+    other.freeze()
     try:
-        return reference.call(method, left(), **kw)
+        return worker.call(method, left(), **kw)
     finally:
-        candidate.thaw()
-
-
-def _candidate_call(reference: Worker, candidate: Worker, method: str, left: Callable[[], float], **kw: Any) -> Any:
-    """A timed candidate request with the reference stopped: the mirror of `_reference_call`."""
-    reference.freeze()
-    try:
-        return candidate.call(method, left(), **kw)
-    finally:
-        reference.thaw()
+        other.thaw()
 
 
 def _measure(
@@ -346,16 +339,16 @@ def _measure(
     Returns why the candidate's timings cannot be trusted, or None.
     """
     result.phase = PHASE_BASELINE
-    ref_estimate = _reference_call(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
+    ref_estimate = _alone(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
     result.phase = PHASE_SOLUTION
-    cand_estimate = _candidate_call(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
+    cand_estimate = _alone(candidate, reference, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
     slower = max(_finite(ref_estimate), _finite(cand_estimate), 1e-6)
     extra = warmup_calls(slower, timing) - timing.min_warmup
     if extra > 0:
         result.phase = PHASE_BASELINE
-        _reference_call(reference, candidate, "warmup", left, calls=extra)
+        _alone(reference, candidate, "warmup", left, calls=extra)
         result.phase = PHASE_SOLUTION
-        _candidate_call(reference, candidate, "warmup", left, calls=extra)
+        _alone(candidate, reference, "warmup", left, calls=extra)
     # Both get the same number of samples, sized by the slower of the two so the budget holds.
     repetitions = plan_repetitions(slower, timing)
     per_round = repetitions // timing.rounds
@@ -364,11 +357,11 @@ def _measure(
     for _ in range(timing.rounds):
         result.phase = PHASE_BASELINE
         t0 = time.perf_counter()
-        samples = _reference_call(reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache)
+        samples = _alone(reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache)
         ref_rounds.append((_samples(samples), time.perf_counter() - t0))
         result.phase = PHASE_SOLUTION
         t0 = time.perf_counter()
-        samples = _candidate_call(reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache)
+        samples = _alone(candidate, reference, "time", left, repetitions=per_round, flush_cache=flush_cache)
         cand_rounds.append((_samples(samples), time.perf_counter() - t0))
     ref_samples = [s for samples, _ in ref_rounds for s in samples]
     cand_samples = [s for samples, _ in cand_rounds for s in samples]

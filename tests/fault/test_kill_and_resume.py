@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.worker import descendants
+from harness.worker import descendants, process_parents
 from tests.conftest import REPO, run_harness
 from tests.fault.candidates import TINY_CASE
 from tests.test_run_and_artifacts import stock_validator_errors
@@ -61,12 +61,26 @@ def _verdicts(result: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     return {c["name"]: (c["status"], c["correctness"]) for c in result["cases"]}
 
 
-def _start(suite: Path, solutions: Path, out: Path) -> subprocess.Popen[str]:
+def _start(suite: Path, solutions: Path, out: Path, args: list[str] = ARGS) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--suite", str(suite), "--solutions", str(solutions),
-         "--out", str(out), *ARGS],
+         "--out", str(out), *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def _kill_when(proc: subprocess.Popen[str], ready: Any) -> list[int]:
+    """SIGKILL the supervisor once ``ready()`` returns; returns the worker pids it had then."""
+    try:
+        ready()
+        workers = descendants(proc.pid)
+        assert workers, "the supervisor has no worker processes"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return workers
 
 
 def _wait_for_cases(proc: subprocess.Popen[str], journal: Path, count: int, timeout_s: float = 300) -> None:
@@ -116,15 +130,7 @@ def test_killed_supervisor_leaves_partial_result_and_resume_matches_uninterrupte
     suite, solutions = _suite(tmp_path)
     out = tmp_path / "out"
     proc = _start(suite, solutions, out)
-    try:
-        _wait_for_cases(proc, out / "journal.jsonl", 2)
-        workers = descendants(proc.pid)
-        assert workers, "the supervisor has no worker processes"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    workers = _kill_when(proc, lambda: _wait_for_cases(proc, out / "journal.jsonl", 2))
     assert _all_gone(workers) == [], "worker processes outlived the killed supervisor"
 
     partial = json.loads((out / "result.json").read_text())
@@ -142,15 +148,11 @@ def test_killed_supervisor_leaves_partial_result_and_resume_matches_uninterrupte
     assert stock_validator_errors(final) == []
     assert final["complete"] is True
     assert _verdicts(final) == _verdicts(uninterrupted)
-    journal_names = [
-        json.loads(line)["name"] for line in (out / "journal.jsonl").read_text().splitlines()[1:]
-    ]
+    journal_names = [json.loads(line)["name"] for line in (out / "journal.jsonl").read_text().splitlines()[1:]]
     assert sorted(journal_names) == sorted(SOLUTIONS)  # each case journaled exactly once
 
 
-def test_ctrl_c_exits_130_with_a_valid_result_marked_interrupted(
-    tmp_path: Path, uninterrupted: dict[str, Any]
-) -> None:
+def test_ctrl_c_exits_130_with_a_valid_result_marked_interrupted(tmp_path: Path, uninterrupted: dict[str, Any]) -> None:
     suite, solutions = _suite(tmp_path)
     out = tmp_path / "out"
     proc = _start(suite, solutions, out)
@@ -225,40 +227,47 @@ def test_journal_changed_behind_the_writers_back_is_restored(tmp_path: Path) -> 
     assert [r.status for r in read_journal(path).results] == ["fail", "pass"]
 
 
-def _stopped_reference(pid: int) -> int | None:
-    """A stopped worker without children below ``pid`` (the reference, frozen while the candidate is timed)."""
-    for child in descendants(pid):
-        try:
-            with open(f"/proc/{child}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == b"T" and not descendants(child):
+def _stopped_worker(pid: int, role: str) -> int | None:
+    """A stopped worker below the supervisor ``pid``: the reference (a child of the fork server, frozen
+    while the candidate is timed) or a candidate worker (a child of its keeper, one level deeper, frozen
+    while the reference is timed)."""
+    table = process_parents()
+    want = 2 if role == "reference" else 3
+    for child in descendants(pid, table):
+        depth, up = 1, table[child][0]
+        while up != pid and up in table:
+            depth, up = depth + 1, table[up][0]
+        if table[child][1] == "T" and depth == want:
             return child
     return None
 
 
-def test_a_supervisor_killed_while_the_reference_is_stopped_leaves_no_worker(tmp_path: Path) -> None:
-    """The reference is SIGSTOPped during the candidate's timed rounds; it must still die with the run."""
-    suite, solutions = _suite(tmp_path)
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--suite", str(suite), "--solutions", str(solutions),
-         "--out", str(out), "--budget-ms", "4000", "--rounds", "4", "--trials", "1", "--timeout", "120",
-         "--case", "c1", "--quiet"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+def _when_stopped(proc: subprocess.Popen[str], role: str) -> Any:
+    def ready() -> None:
         deadline = time.monotonic() + 120
-        stopped = None
-        while stopped is None and time.monotonic() < deadline and proc.poll() is None:
-            stopped = _stopped_reference(proc.pid)
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _stopped_worker(proc.pid, role) is not None:
+                return
             time.sleep(0.02)
-        assert stopped is not None, "never saw the reference stopped during the candidate's rounds"
-        workers = descendants(proc.pid)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        raise AssertionError(f"never saw the {role} stopped")
+
+    return ready
+
+
+@pytest.mark.parametrize("frozen", ["reference", "candidate"])
+def test_a_supervisor_killed_while_a_worker_is_stopped_leaves_no_process(tmp_path: Path, frozen: str) -> None:
+    """Each worker is SIGSTOPped while the other is timed; both must still end with a killed run."""
+    suite, solutions = _suite(tmp_path)
+    # The side that is timed while the other is stopped is the slow one.
+    (suite / "t1" / "c1.py").write_text(
+        TINY_CASE.replace("return x * self.factor", "__import__('time').sleep(0.02)\n        return x * self.factor")
+        if frozen == "candidate"
+        else TINY_CASE
+    )
+    (solutions / "t1" / "c1.py").write_text(
+        _SLOW_GOOD if frozen == "reference" else _SLOW_GOOD.replace("time.sleep(0.02)", "pass")
+    )
+    slow = ["--budget-ms", "4000", "--rounds", "4", "--trials", "1", "--timeout", "120", "--case", "c1", "--quiet"]
+    proc = _start(suite, solutions, tmp_path / "out", slow)
+    workers = _kill_when(proc, _when_stopped(proc, frozen))
     assert _all_gone(workers) == [], "worker processes outlived the killed supervisor"
