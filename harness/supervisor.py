@@ -437,6 +437,7 @@ class CandidateProcess(_PipeWorker):
         self.outcome: dict[str, Any] | None = None
         self._frozen: list[int] = []
         self._killed = False
+        self._status_closed = False
 
     @property
     def alive(self) -> bool:
@@ -460,7 +461,10 @@ class CandidateProcess(_PipeWorker):
                 if not self._status.poll(max(0.0, deadline - time.monotonic())):
                     return
                 message = json.loads(self._status.recv_bytes())
-            except (EOFError, OSError, ValueError):
+            except (EOFError, OSError):
+                self._status_closed = True  # the keeper is gone: nothing more will come
+                return
+            except ValueError:
                 return
             if not isinstance(message, dict):
                 continue
@@ -477,6 +481,8 @@ class CandidateProcess(_PipeWorker):
         deadline = time.monotonic() + timeout_s
         while self.outcome is None and time.monotonic() < deadline:
             self._read_status(min(0.5, max(0.0, deadline - time.monotonic())))
+            if self.outcome is None and self._status_closed:
+                return  # e.g. a keeper killed by SIGTERM before it set its handler: no report comes
             if self.outcome is None and not self.process.is_alive() and not self._status.poll(0):
                 return
 

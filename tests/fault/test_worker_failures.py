@@ -47,3 +47,22 @@ def test_reference_worker_crash_and_hang_are_reported_and_the_worker_replaced(tm
     assert hung["status"] == "timeout" and "waiting for the reference worker" in hung["reason"]
     assert results["b_after_crash"]["status"] == "pass"
     assert results["d_after_hang"]["status"] == "pass"
+
+
+def test_a_keeper_killed_before_it_could_report_is_not_waited_for() -> None:
+    """SIGTERM right after start kills the keeper before its handler exists: no report will ever come,
+    so `kill` must not sit out its 10 s wait for one (this made every broken case cost 10 s once the
+    candidate started loading while the reference prepared)."""
+    import time
+
+    from harness.supervisor import _OUTCOME_WAIT_S, CandidateProcess, make_scratch, remove_scratch
+
+    scratch = make_scratch()
+    try:
+        candidate = CandidateProcess("cpu", "cpu", scratch)
+        started = time.monotonic()
+        candidate.kill()
+        assert time.monotonic() - started < _OUTCOME_WAIT_S / 2
+        assert not candidate.process.is_alive()
+    finally:
+        remove_scratch(scratch)
