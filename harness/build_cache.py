@@ -23,6 +23,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def _listing(base: Path) -> list[tuple[str, int]]:
                     continue
                 path = os.path.join(dirpath, name)
                 with contextlib.suppress(OSError):
-                    info = os.lstat(path)
-                    if os.path.isfile(path) and not os.path.islink(path):
+                    info = os.lstat(path)  # lstat: a link is not a regular file here
+                    if stat.S_ISREG(info.st_mode):
                         out.append((os.path.relpath(path, base), info.st_size))
     return out

@@ -221,6 +221,16 @@ def _build_cache_root(option: str | Path | None, disabled: bool) -> str | None:
     return str(root.resolve()) if root is not None else None
 
 
+def _container_build_cache(kw: dict[str, Any]) -> Path | None:
+    """The host folder bound as a container's build cache: the one the options name, else a
+    ``container`` folder in the default cache (the image's torch is not the host's)."""
+    if kw.get("build_cache") or kw.get("no_build_cache"):
+        root = _build_cache_root(kw.get("build_cache"), kw.get("no_build_cache", False))
+        return Path(root) if root else None
+    default = _build_cache_root(None, False)
+    return Path(default) / "container" if default else None
+
+
 def _provenance(config: dict[str, Any], suite: Path | None, note: str | None = None) -> dict[str, Any]:
     import os
 
@@ -309,7 +319,7 @@ def eval_cmd(
 
     choice = choose_runtime(runtime, backend, image)
     if choice.runtime == "docker":
-        _eval_in_container(case_file, solution_file, backend, image, as_json, out)
+        _eval_in_container(case_file, solution_file, backend, image, as_json, out, _container_build_cache(kw))
         return
     config = _eval_config(backend, **kw)
     device = None
@@ -337,7 +347,13 @@ def eval_cmd(
 
 
 def _eval_in_container(
-    case_file: Path, solution_file: Path, backend: str, image: str | None, as_json: bool, out: Path | None
+    case_file: Path,
+    solution_file: Path,
+    backend: str,
+    image: str | None,
+    as_json: bool,
+    out: Path | None,
+    build_cache: Path | None,
 ) -> None:
     """`harness eval` inside the image: the container writes the case result, the host prints it."""
     import tempfile
@@ -363,6 +379,7 @@ def _eval_in_container(
             suite=suite,
             solutions=solution_file.resolve().parent,
             out=Path(tmp),
+            build_cache=build_cache,
             echo=lambda line: None if as_json else click.echo(line, err=True),
         )
         if not inner_out.is_file():
@@ -485,7 +502,13 @@ def _run_in_container(kw: dict[str, Any], backend: str) -> int:
     if not kw["resume"] and not any(a == "--suite" or a.startswith("--suite=") for a in args):
         args += ["--suite", str(kw["suite"])]  # the default suite is a host path: mount and name it
     code, image = run_in_container(
-        ["run", *args], backend=backend, image=kw["image"], suite=kw["suite"], solutions=kw["solutions"], out=out
+        ["run", *args],
+        backend=backend,
+        image=kw["image"],
+        suite=kw["suite"],
+        solutions=kw["solutions"],
+        out=out,
+        build_cache=_container_build_cache(kw),
     )
     stamp_provenance([out / "result.json", out / "leaderboard.json"], image, kw["suite"])
     _console(stderr=True).print(f"ran in {image['name']} ({(image['id'] or '')[:19]}); artifacts in {out}")

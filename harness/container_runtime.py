@@ -87,14 +87,18 @@ def run_in_container(
     suite: Path | None,
     solutions: Path | None,
     out: Path,
+    build_cache: Path | None = None,
     echo: Any = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Run ``harness <command_args>`` in the backend's image; returns (exit code, image provenance)."""
+    """Run ``harness <command_args>`` in the backend's image; returns (exit code, image provenance).
+
+    ``build_cache`` (a host folder) is bound read-write as the inner harness's build cache.
+    """
     from harness import container
 
     image = image or container.DEFAULT_IMAGES[backend]
     out.mkdir(parents=True, exist_ok=True)
-    mounts = container.Mounts(suite=suite, solutions=solutions, out=out, build_cache=_build_cache(command_args))
+    mounts = container.Mounts(suite=suite, solutions=solutions, out=out, build_cache=build_cache)
     args, host_devices = _remap_devices(list(command_args))  # run_harness maps the paths
     emit = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     run = container.run_harness(
@@ -110,23 +114,6 @@ def run_in_container(
     if run.oom_killed:
         emit(f"error: the container hit its memory limit and was killed (image {image})")
     return run.exit_code, provenance
-
-
-def _build_cache(args: Sequence[str]) -> Path | None:
-    """The host folder bound as the container's build cache: ``--build-cache DIR``, else a
-    ``container`` folder in the default cache (the image's torch differs from the host's); None with
-    ``--no-build-cache``."""
-    from harness.build_cache import default_root
-
-    if "--no-build-cache" in args:
-        return None
-    for i, arg in enumerate(args):
-        if arg == "--build-cache" and i + 1 < len(args):
-            return Path(args[i + 1]).expanduser().resolve()
-        if arg.startswith("--build-cache="):
-            return Path(arg.split("=", 1)[1]).expanduser().resolve()
-    root = default_root()
-    return root / "container" if root is not None else None
 
 
 def stamp_provenance(paths: Sequence[Path], image: dict[str, Any], suite: Path | None) -> None:
