@@ -11,8 +11,11 @@ Steps (run in order, each with its own time limit, all under one deadline, SESSI
   triton[:ARGS]           `harness run` of benchmark/solutions/triton -> runs/triton
   reference[:ARGS]        `harness run` of benchmark/solutions/reference -> runs/reference
   calibrate[:ARGS]        `harness calibrate` -> runs/<tag>.json
-  pytest                  tests/test_gpu_backend.py and tests/test_triton_solutions.py -m gpu
-ARGS are extra command-line words separated by commas (e.g. ``triton:--budget-ms,100,--tier,t2``).
+  kernelbench[:ARGS]      A/A over KernelBench problem files in .kb/level1 (benchmarks/kernelbench_suite.py)
+  evalwall                wall time of `harness eval` of relu against its reference, three times
+  pytest[:ARGS]           the tests marked gpu (test files given in ARGS, else the GPU test files)
+ARGS are extra command-line words separated by commas (e.g. ``triton:--budget-ms,100,--tier,t2``);
+``tag=NAME`` names the run folder, ``env=NAME=VALUE`` sets an environment variable for the step.
 Everything printed goes to OUT/log.txt too; run folders (under SESSION_RUNS, default
 /tmp/gpu_runs) are packed into OUT/runs.tgz at the end.
 """
@@ -82,6 +85,8 @@ def main(argv: list[str]) -> int:
     for step in argv[1:]:
         name, _, extra = step.partition(":")
         args = [a for a in extra.split(",") if a] if extra else []
+        step_env = dict(a[4:].split("=", 1) for a in args if a.startswith("env="))
+        args = [a for a in args if not a.startswith("env=")]
         if name == "env":
             run(["nvidia-smi"], 30)
             run(
@@ -159,7 +164,32 @@ def main(argv: list[str]) -> int:
                     *args,
                 ],
                 900,
+                step_env,
             )
+        elif name == "kernelbench":
+            tag = next((a for a in args if a.startswith("tag=")), "tag=kernelbench")[4:]
+            args = [a for a in args if not a.startswith("tag=")]
+            suite = runs / "kb-suite"
+            run([PY, "benchmarks/kernelbench_suite.py", ".kb/level1", str(suite)], 60)
+            run(
+                [
+                    PY, "-m", "harness", "run", "--backend", "gpu", "--suite", str(suite),
+                    "--solutions", str(suite / "solutions" / "reference"), "--out", str(runs / tag),
+                    "--overwrite", "--quiet", *args,
+                ],
+                900,
+                step_env,
+            )  # fmt: skip
+        elif name == "evalwall":
+            for _ in range(3):
+                run(
+                    [
+                        PY, "-m", "harness", "eval", "benchmark/t1/relu.py",
+                        "benchmark/solutions/reference/t1/relu.py", "--backend", "gpu", "--json", *args,
+                    ],
+                    120,
+                    step_env,
+                )  # fmt: skip
         elif name == "calibrate":
             tag = next((a for a in args if a.startswith("tag=")), "tag=calibration")[4:]
             args = [a for a in args if not a.startswith("tag=")]
@@ -176,6 +206,7 @@ def main(argv: list[str]) -> int:
                     *args,
                 ],
                 900,
+                step_env,
             )
         elif name == "pytest":
             run(
@@ -183,15 +214,13 @@ def main(argv: list[str]) -> int:
                     PY,
                     "-m",
                     "pytest",
-                    "-x",
                     "-q",
                     "-m",
                     "gpu",
-                    "tests/test_gpu_backend.py",
-                    "tests/test_triton_solutions.py",
-                    *args,
+                    *(args or ["tests/test_gpu_backend.py", "tests/test_interference.py", "tests/test_triton_solutions.py"]),
                 ],
                 400,
+                step_env,
             )
         else:
             say(f"unknown step {step}")

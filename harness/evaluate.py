@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ TIMER_ROUNDS_SHARE = 0.75
 
 class Worker(Protocol):
     alive: bool
+    can_stage: bool
     scratch: Path | None
     outcome: dict[str, Any] | None
     sandbox: dict[str, Any] | None
@@ -55,6 +57,8 @@ class Worker(Protocol):
     def thaw(self) -> None: ...
     def attach(self, buffer: Any, timeout_s: float) -> None: ...
     def reply_buffer(self, min_size: int, timeout_s: float) -> Any: ...
+    def staging_buffer(self, min_size: int, timeout_s: float) -> Any: ...
+    def attach_staging(self, buffer: Any, timeout_s: float) -> None: ...
     def kill(self) -> None: ...
     def close(self) -> None: ...
 
@@ -150,17 +154,17 @@ def evaluate(
     case_json = {"name": case.name, "tier": case.tier, "path": str(case.path.resolve())}
     left = lambda: deadline - time.monotonic()  # noqa: E731
     cache_root = Path(config.build_cache) if config.build_cache else None
+    backend = get_backend(task.backend)
+    timing = for_backend(config.timing, backend.timing_overrides)
     candidate: Worker | None = None
     try:
-        # The reference computes its expected outputs while the candidate loads (nothing is timed
-        # yet, and on two cores that halves the wait); the reference's reply is collected first so
-        # that it stays in step whatever the candidate does.
+        # The reference computes its expected outputs while the candidate's worker starts (nothing
+        # is timed yet); the reference's reply is collected first so that it stays in step.
         reference.begin("prepare", case=case_json, **seeds)
         starting: Exception | None = None
         try:
             candidate = start_candidate()
             build_cache.restore(cache_root, task.backend, result.solution_sha256, candidate.scratch)
-            candidate.begin("load", case=case_json, solution_path=str(task.solution.resolve()), **seeds)
         except Exception as exc:  # noqa: BLE001 - raised again once the reference has answered
             starting = exc
         try:
@@ -176,19 +180,32 @@ def evaluate(
         result.flops = meta.get("flops")
         result.bytes_moved = int(meta.get("input_bytes", 0)) + int(meta.get("output_bytes", 0))
 
-        candidate.finish(left())
+        # The reference is timed alone once before any candidate code runs (the candidate's worker is
+        # set up, its device context made, but the solution not imported): its later rounds are
+        # checked against this baseline, and it fixes the lead and the correction constants.
+        candidate.call("ping", left())
+        try:
+            base = reference.call("baseline", left(), timing=timing.to_json(), flush_cache=flush_cache)
+        except WorkerFailure as exc:
+            result.reason = f"reference case failed: {exc}"
+            return _finish(result, started)
+        staged = _prepare_staging(meta, reference, candidate, left)
+        correctness.staged_inputs = staged
+        timed = reference.call("stage", left(), key="timed") if staged else None
+        candidate.call(
+            "load", left(), case=case_json, solution_path=str(task.solution.resolve()), timed=timed, **seeds
+        )
         # Large outputs come back through shared memory the reference worker reads where they lie.
         size = wire.reply_bytes(int(meta.get("output_bytes", 0)), int(meta.get("outputs", 1)))
         buffer = reference.reply_buffer(size, left()) if size >= wire.SHARED_MIN_BYTES else None
         candidate.attach(buffer, left())
 
         result.phase = PHASE_CORRECTNESS
-        if not _check_correctness(result, correctness, reference, candidate, config.trials, left):
+        if not _check_correctness(result, correctness, reference, candidate, config.trials, left, staged):
             result.status = "fail"
             return _finish(result, started)
 
-        timing = for_backend(config.timing, get_backend(task.backend).timing_overrides)
-        problem = _measure(result, timing, reference, candidate, flush_cache, left)
+        problem = _measure(result, timing, reference, candidate, flush_cache, left, base)
         if problem:
             result.reason = problem
             return _finish(result, started)
@@ -201,8 +218,11 @@ def evaluate(
                 "fresh_output_ok",
             ),
         ):
-            method = "timed_output" if key == "timed" else "fresh_output"
-            _, forward = candidate.call_forwarding(method, left())
+            if key == "timed":
+                _, forward = candidate.call_forwarding("timed_output", left())
+            else:
+                fresh = reference.call("stage", left(), key="fresh") if staged else None
+                _, forward = candidate.call_forwarding("fresh_output", left(), staged=fresh)
             verdict = reference.call("compare", left(), key=key, forward=forward)
             setattr(correctness, field_name, verdict["ok"])
             if not verdict["ok"]:
@@ -243,6 +263,21 @@ def evaluate(
                 remove_scratch(candidate.scratch)
         _release_reference(reference)
     return _finish(result, started)
+
+
+def _prepare_staging(
+    meta: dict[str, Any], reference: Worker, candidate: Worker, left: Callable[[], float]
+) -> bool:
+    """Whether the candidate runs on inputs the reference stages (else it draws them from the seeds)."""
+    kind = meta.get("staging")
+    if not kind or not reference.can_stage or not candidate.can_stage:
+        return False
+    if kind == "host":
+        buffer = reference.staging_buffer(int(meta.get("stage_bytes") or 0), left())
+        if buffer is None:
+            return False
+        candidate.attach_staging(buffer, left())
+    return True
 
 
 def _take_outcome(result: CaseResult, candidate: Worker, limit: int) -> None:
@@ -288,14 +323,21 @@ def _check_correctness(
     candidate: Worker,
     trials: int,
     left: Callable[[], float],
+    staged: bool,
 ) -> bool:
     for index in range(trials):
-        reply, forward = candidate.call_forwarding("run_trial", left(), index=index)
-        if not isinstance(reply, dict) or reply.get("inputs_unchanged") is not True:
+        inputs = reference.call("stage", left(), key=str(index)) if staged else None
+        reply, forward = candidate.call_forwarding("run_trial", left(), index=index, staged=inputs)
+        if not isinstance(reply, dict):
+            report.first_failure = result.reason = f"trial {index}: the candidate's reply carries no outputs"
+            return False
+        verdict = reference.call("compare", left(), key=str(index), forward=forward)
+        # Staged inputs are checked by the reference; inputs drawn by the candidate, by its own worker.
+        unchanged = verdict.get("inputs_unchanged") if staged else reply.get("inputs_unchanged")
+        if unchanged is not True:
             report.inputs_unchanged = False
             report.first_failure = result.reason = f"trial {index}: the candidate modified its input tensors"
             return False
-        verdict = reference.call("compare", left(), key=str(index), forward=forward)
         for name in ("max_abs_error", "max_rel_error"):
             value = verdict.get(name)
             if value is not None:
@@ -333,56 +375,116 @@ def _measure(
     candidate: Worker,
     flush_cache: bool,
     left: Callable[[], float],
+    base: dict[str, Any],
 ) -> str | None:
     """Warm both up, then alternate reference and candidate rounds; fills the timing fields.
 
-    Returns why the candidate's timings cannot be trusted, or None.
+    ``base`` is the reference's baseline (taken before the candidate was loaded): its lead and
+    calibration time both sides; its round is what the reference's rounds are checked against.
+    Returns why the evaluation's timings cannot be trusted, or None.
     """
-    result.phase = PHASE_BASELINE
-    ref_estimate = _alone(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
+    backend = get_backend(result.backend)
+    calibration = base.get("calibration")
+    lead = _finite(base.get("lead_ms"))
     result.phase = PHASE_SOLUTION
     cand_estimate = _alone(candidate, reference, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
-    slower = max(_finite(ref_estimate), _finite(cand_estimate), 1e-6)
+    slower = max(_finite(base.get("estimate_ms")), _finite(cand_estimate), 1e-6)
     extra = warmup_calls(slower, timing) - timing.min_warmup
     if extra > 0:
-        result.phase = PHASE_BASELINE
-        _alone(reference, candidate, "warmup", left, calls=extra)
-        result.phase = PHASE_SOLUTION
         _alone(candidate, reference, "warmup", left, calls=extra)
+    result.phase = PHASE_BASELINE
+    # The reference was warmed up before the candidate loaded; a few calls bring it back after the
+    # candidate's correctness trials.
+    _alone(reference, candidate, "warmup", left, calls=timing.min_warmup)
     # Both get the same number of samples, sized by the slower of the two so the budget holds.
     repetitions = plan_repetitions(slower, timing)
     per_round = repetitions // timing.rounds
-    ref_rounds: list[_Round] = []
-    cand_rounds: list[_Round] = []
+    ref_raw: list[Any] = []
+    cand_raw: list[Any] = []
+    ref_walls: list[float] = []
+    cand_walls: list[float] = []
+    request = {"repetitions": per_round, "flush_cache": flush_cache, "lead_ms": lead, "calibration": calibration}
     for _ in range(timing.rounds):
         result.phase = PHASE_BASELINE
         t0 = time.perf_counter()
-        samples = _alone(reference, candidate, "time", left, repetitions=per_round, flush_cache=flush_cache)
-        ref_rounds.append((_samples(samples), time.perf_counter() - t0))
+        ref_raw.append(_alone(reference, candidate, "time", left, **request))
+        ref_walls.append(time.perf_counter() - t0)
         result.phase = PHASE_SOLUTION
         t0 = time.perf_counter()
-        samples = _alone(candidate, reference, "time", left, repetitions=per_round, flush_cache=flush_cache)
-        cand_rounds.append((_samples(samples), time.perf_counter() - t0))
-    ref_samples = [s for samples, _ in ref_rounds for s in samples]
-    cand_samples = [s for samples, _ in cand_rounds for s in samples]
-    if len(cand_samples) != per_round * timing.rounds or any(s < 0 for s in cand_samples):
-        return f"the candidate reported {len(cand_samples)} timing samples for {per_round * timing.rounds} calls"
+        cand_raw.append(_alone(candidate, reference, "time", left, **request))
+        cand_walls.append(time.perf_counter() - t0)
+    ref_rounds, ref_notes = backend.finish_rounds(ref_raw, calibration, per_round)
+    cand_rounds, cand_notes = backend.finish_rounds(cand_raw, calibration, per_round)
+    if any(not samples for samples in cand_rounds):
+        return f"the candidate did not report {per_round} valid timing samples per round"
+    if any(not samples for samples in ref_rounds):
+        return "the reference worker reported malformed timing samples"
+    ref_samples = [s for samples in ref_rounds for s in samples]
+    cand_samples = [s for samples in cand_rounds for s in samples]
     warm = timing.min_warmup + max(0, extra)
     result.reference_timing = TimingStats.from_samples(ref_samples, warm)
     result.solution_timing = TimingStats.from_samples(cand_samples, warm)
     result.timed_time_s = (sum(ref_samples) + sum(cand_samples)) / 1000.0
-    for who, worker in (("reference", reference), ("candidate", candidate)):
-        notes = worker.call("timing_notes", left()).get("notes", [])
-        result.warnings += [f"{who} timing: {str(n)[:500]}" for n in notes[:20]]
-    return timer_inconsistency(ref_rounds, cand_rounds)
+    result.warnings += [f"reference timing: {n[:500]}" for n in ref_notes[:20]]
+    result.warnings += [f"candidate timing: {n[:500]}" for n in cand_notes[:20]]
+    _dump_raw_timing(result, base, ref_raw, cand_raw)
+    return _disturbance(backend, base, ref_samples) or timer_inconsistency(
+        list(zip(ref_rounds, ref_walls, strict=True)), list(zip(cand_rounds, cand_walls, strict=True))
+    )
 
 
-def _samples(reply: Any) -> list[float]:
-    """The samples of a timing reply as finite floats (a candidate's reply is not trusted to be)."""
-    samples = reply.get("samples_ms") if isinstance(reply, dict) else None
-    if not isinstance(samples, list):
-        return []
-    return [float(s) if isinstance(s, (int, float)) and math.isfinite(s) else -1.0 for s in samples]
+# HARNESS_TIMING_DUMP=FOLDER keeps every evaluation's raw timing (the baseline, both sides' rounds as
+# the workers reported them, the calibration) as FOLDER/<backend>-<case>-<attempt>.json, for studying
+# the measurement itself (docs/measurement.md).
+TIMING_DUMP_ENV = "HARNESS_TIMING_DUMP"
+
+
+def _dump_raw_timing(result: CaseResult, base: dict[str, Any], ref_raw: list[Any], cand_raw: list[Any]) -> None:
+    import json
+    import os
+
+    folder = os.environ.get(TIMING_DUMP_ENV)
+    if not folder:
+        return
+    path = Path(folder) / f"{result.backend}-{result.name}-{result.attempt}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"baseline": base, "reference": ref_raw, "candidate": cand_raw}))
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+# On event-timed devices the candidate's processes are stopped while the reference is timed, but
+# work they queued on the device before that still runs. The reference's rounds must then not be
+# slower than its baseline (timed before any candidate code ran) by more than this share, or by
+# more than three times the baseline's own interquartile spread, whichever is larger.
+DISTURBANCE_SHARE = 0.03
+_DISTURBANCE_FLOOR_MS = 0.002
+
+
+def _disturbance(backend: Any, base: dict[str, Any], ref_samples: list[float]) -> str | None:
+    """Why the reference's rounds cannot be trusted (something slowed it down), or None."""
+    calibration = base.get("calibration")
+    series = base.get("series")
+    if calibration is None or not isinstance(series, dict) or not ref_samples:
+        return None
+    count = len(series.get("event_ms") or series.get("samples_ms") or [])
+    (baseline,), _ = backend.finish_rounds([series], calibration, count)
+    if len(baseline) < 3:
+        return None
+    ordered = sorted(baseline)
+    b = statistics.median(ordered)
+    spread = (ordered[(3 * len(ordered)) // 4] - ordered[len(ordered) // 4]) / b if b > 0 else 0.0
+    tolerance = max(DISTURBANCE_SHARE, 3.0 * spread)
+    r = statistics.median(ref_samples)
+    if r <= b * (1.0 + tolerance) + _DISTURBANCE_FLOOR_MS:
+        return None
+    return (
+        f"the reference was disturbed while it was timed: its median was {r:.4f} ms during the rounds "
+        f"but {b:.4f} ms when timed alone before the candidate was loaded (+{(r / b - 1) * 100:.1f} %, "
+        f"tolerance {tolerance * 100:.1f} %); work the candidate left running on the device (a kernel "
+        f"queued from a background thread or a child process) shares the device with the reference"
+    )
 
 
 def _finite(value: Any) -> float:

@@ -26,6 +26,7 @@ class CorrectnessReport:
     fresh_output_ok: bool | None = None
     first_failure: str | None = None
     output_fingerprint: str | None = None  # sha256 of trial 0's outputs rounded to atol (reference worker)
+    staged_inputs: bool | None = None  # the candidate ran on inputs staged by the reference (harness.exchange)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -96,6 +96,10 @@ def run_suite(
             f"{out / JOURNAL_NAME}: the run's saved options are unusable ({exc}); start the run again"
         ) from exc
     devices = [d.strip() for d in options["devices"].split(",")] if options.get("devices") else None
+    if config.isolation == "process":
+        from harness.supervisor import start_forkserver
+
+        start_forkserver()  # it imports torch while this process checks backends and devices
 
     runner = Runner(config, solutions, pass_n=options["pass_n"], devices=devices)
     if run_seed is not None:

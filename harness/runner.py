@@ -31,14 +31,29 @@ from harness.supervisor import (
     WorkerCrashed,
     WorkerFailure,
     WorkerTimeout,
+    cpu_sets,
     make_scratch,
     remove_scratch,
+    start_forkserver,
 )
 from harness.worker import landlock_abi
 
 # HARNESS_SANDBOX=off turns Landlock off (for testing the file-watch fallback); the supervisor's
 # environment decides, never the candidate's.
 SANDBOX_ENV = "HARNESS_SANDBOX"
+# HARNESS_PIN_CPUS=off keeps workers on every CPU instead of one set per device (docs/measurement.md).
+PIN_ENV = "HARNESS_PIN_CPUS"
+
+
+def worker_cpus(backend: str, devices: Sequence[str]) -> dict[str, list[int]]:
+    """The CPU set of each device's workers, where the backend pins them (empty: not pinned)."""
+    if not get_backend(backend).pin_workers or os.environ.get(PIN_ENV, "on").lower() in ("off", "0", "no", "false"):
+        return {}
+    try:
+        sets = cpu_sets(len(devices))
+    except (AttributeError, OSError):
+        return {}
+    return dict(zip(devices, sets, strict=True))
 
 
 def sandbox_enabled() -> bool:
@@ -148,6 +163,7 @@ class Runner:
         self._lock = threading.Lock()
         self._active: set[Any] = set()
         self._spares: dict[tuple[str, str], Any] = {}
+        self._cpus: dict[tuple[str, str], list[int]] = {}
 
     def attempts_for(self, case: Case, backend: str) -> list[Task]:
         paths = solution_paths(self.solutions, case)
@@ -211,6 +227,8 @@ class Runner:
     def _run_backend(
         self, backend: str, devices: list[str], cases: list[Case]
     ) -> tuple[list[CaseResult], dict[str, Any]]:
+        for device, cpus in worker_cpus(backend, devices).items():
+            self._cpus[(backend, device)] = cpus
         pending: queue.Queue[Case] = queue.Queue()
         for case in cases:
             pending.put(case)
@@ -247,13 +265,16 @@ class Runner:
     def _new_worker(self, role: str, backend: str, device: str, scratch: Path | None = None) -> Any:
         """A fresh worker: the reference (reused by the caller) or one candidate's (used once)."""
         worker: Any
+        cpus = self._cpus.get((backend, device))
         if self.config.isolation != "process":
             worker = InProcessWorker(role, backend, device, scratch)
         elif role == "reference":
-            worker = ReferenceProcess(backend, device)
+            worker = ReferenceProcess(backend, device, cpus)
         else:
             assert scratch is not None
-            worker = CandidateProcess(backend, device, scratch, self.config.output_limit_bytes, self.sandbox)
+            worker = CandidateProcess(
+                backend, device, scratch, self.config.output_limit_bytes, self.sandbox, cpus
+            )
         with self._lock:
             self._active = {w for w in self._active if getattr(w, "alive", False)}
             self._active.add(worker)
@@ -367,6 +388,8 @@ def evaluate_single(
     task: Task, config: EvalConfig, device: str | None = None
 ) -> tuple[CaseResult, dict[str, Any]]:
     """One evaluation outside a suite run (``harness eval``): the result and the device's environment."""
+    if config.isolation == "process":
+        start_forkserver()  # torch is imported there while this process checks the backend
     backend = get_backend(task.backend)
     if device is None:
         device = backend.select_devices(None)[0][0]
@@ -385,10 +408,14 @@ def evaluate_single(
             roots.append(WatchRoot(Path(os.environ["HOME"]), depth=1))
         watch = FileWatch(roots)
     runner = Runner(config, solutions=task.solution.parent if task.solution else Path("."), watch=watch)
+    for dev, cpus in worker_cpus(task.backend, [device]).items():
+        runner._cpus[(task.backend, dev)] = cpus
     flush = config.timing.flush_cache
     if flush is None:
         flush = backend.flush_cache_by_default
+    # Both workers start at once: each makes its device context while the other does.
     reference = runner._new_worker("reference", task.backend, device)
+    candidate = runner._new_worker("candidate", task.backend, device, make_scratch())
     try:
         environment: dict[str, Any] = {}
         with contextlib.suppress(WorkerFailure, WorkerTimeout, WorkerCrashed):
@@ -398,11 +425,13 @@ def evaluate_single(
             config,
             runner.run_seed,
             reference,
-            lambda: runner._new_worker("candidate", task.backend, device, make_scratch()),
+            lambda: candidate,
             device,
             flush,
             watch,
         )
     finally:
         reference.close()
+        if candidate.alive:
+            _discard(candidate)
     return result, environment

@@ -87,9 +87,27 @@ class Validation:
         return not self.errors
 
 
+def _jsonschema_validator() -> Any:
+    """jsonschema's Draft 2020-12 validator, imported without the IRI syntax checker.
+
+    When `rfc3987_syntax` is installed (jsonschema's format extras pull it in), jsonschema imports
+    it to check the "iri" format, and it builds a grammar at import: 1.3 s of every command that
+    writes an artifact. These schemas use only "date-time" and "uri", checked by other packages, so
+    its import is declined (a None entry in sys.modules makes `import` raise ImportError, which
+    jsonschema expects for any optional checker), unless something has imported it already.
+    """
+    import sys
+
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator
+
+
 def check(instance: Any, schema_id_: str | None = None) -> Validation:
     """Errors of ``instance`` against its schema (named by its own ``$schema`` unless given)."""
-    from jsonschema import Draft202012Validator
+    Draft202012Validator = _jsonschema_validator()  # noqa: N806 - the library's class name
 
     if schema_id_ is None:
         if not isinstance(instance, dict) or not isinstance(instance.get("$schema"), str):

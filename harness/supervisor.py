@@ -94,6 +94,29 @@ def context() -> Any:
     return _CONTEXT
 
 
+def start_forkserver() -> None:
+    """Start the fork server now, without waiting for it: it imports torch (seconds) while the
+    caller does its own start-up, instead of after it."""
+    from multiprocessing import forkserver
+
+    context()
+    with contextlib.suppress(Exception):
+        forkserver.ensure_running()
+
+
+def cpu_sets(devices: int, available: Sequence[int] | None = None, per_device: int = 4) -> list[list[int]]:
+    """One CPU set per device for its reference and candidate workers (docs/measurement.md, pinning).
+
+    CPU 0 is left to the supervisor and the kernel's housekeeping where there are more than two;
+    each device gets up to ``per_device`` CPUs of its own; with fewer CPUs than devices, sets are shared.
+    """
+    cpus = sorted(available if available is not None else os.sched_getaffinity(0))
+    if len(cpus) > 2:
+        cpus = cpus[1:]
+    size = max(1, min(per_device, len(cpus) // max(1, devices)))
+    return [[cpus[(i * size + k) % len(cpus)] for k in range(size)] for i in range(max(1, devices))]
+
+
 _SKIP_MAIN = threading.local()
 
 
@@ -150,6 +173,20 @@ class ReplyBuffer:
             os.close(self.fd)
 
 
+class StagingBuffer:
+    """Shared memory for staged inputs on the host (harness.exchange): written by the reference worker,
+    mapped by the candidate's. The supervisor only creates it and passes its descriptor on."""
+
+    def __init__(self, size: int) -> None:
+        self.fd = os.memfd_create("harness-inputs", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, size)
+        self.size = size
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class SharedReply:
     """A reply that lies in a `ReplyBuffer`: ``length`` bytes at its start."""
 
@@ -165,6 +202,7 @@ class _PipeWorker:
     """A worker process reached through a pipe: numbered requests, `harness.wire` replies."""
 
     role = "worker"
+    can_stage = True  # a worker in a process of its own can map staged inputs
 
     def __init__(self) -> None:
         self._seq = 0
@@ -174,6 +212,7 @@ class _PipeWorker:
         self.process: Any = None
         self._conn: Any = None
         self._attached: ReplyBuffer | None = None
+        self._staging: StagingBuffer | None = None
 
     def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any:
         """Send one request and wait at most ``timeout_s`` for its reply; returns the reply's value."""
@@ -191,6 +230,13 @@ class _PipeWorker:
             return
         self._request("attach_buffer", timeout_s, {"forward": buffer}, keep_bytes=False)
         self._attached = buffer
+
+    def attach_staging(self, buffer: StagingBuffer | None, timeout_s: float) -> None:
+        """Hand the worker the host staging buffer (once per buffer)."""
+        if buffer is None or self._staging is buffer:
+            return
+        self._request("attach_staging", timeout_s, {"forward": buffer}, keep_bytes=False)
+        self._staging = buffer
 
     def begin(self, method: str, **kwargs: Any) -> None:
         """Send a request without waiting for it; `finish` collects its reply.
@@ -222,6 +268,8 @@ class _PipeWorker:
         blob: Any = None
         if isinstance(forward, ReplyBuffer):
             blob = ("fd", forward.size)
+        elif isinstance(forward, StagingBuffer):
+            blob = ("stage_fd", forward.size)
         elif isinstance(forward, SharedReply):
             blob = ("shared", forward.length)
         elif isinstance(forward, (bytes, bytearray, memoryview)):
@@ -232,7 +280,7 @@ class _PipeWorker:
             self._conn.send((self._seq, method, kwargs, blob))
             if blob == "bytes":
                 self._conn.send_bytes(forward)
-            elif isinstance(forward, ReplyBuffer):
+            elif isinstance(forward, (ReplyBuffer, StagingBuffer)):
                 reduction.send_handle(self._conn, forward.fd, self.process.pid)
         except (BrokenPipeError, OSError) as exc:
             self.desynced = True
@@ -311,16 +359,17 @@ class ReferenceProcess(_PipeWorker):
 
     role = "reference"
 
-    def __init__(self, backend: str, device: str) -> None:
+    def __init__(self, backend: str, device: str, cpus: list[int] | None = None) -> None:
         super().__init__()
         ctx = context()
         self._conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=reference_main, args=(child, backend, device, os.getpid()), name="harness-reference"
+            target=reference_main, args=(child, backend, device, os.getpid(), cpus), name="harness-reference"
         )
         _start(self.process)
         child.close()
         self._buffer: ReplyBuffer | None = None
+        self._inputs: StagingBuffer | None = None
         self._stopped = False
 
     def _watched(self) -> list[Any]:
@@ -361,6 +410,22 @@ class ReferenceProcess(_PipeWorker):
         self.attach(self._buffer, timeout_s)
         return self._buffer
 
+    def staging_buffer(self, min_size: int, timeout_s: float) -> StagingBuffer | None:
+        """The host staging buffer for a case whose input sets need up to ``min_size`` bytes, attached here.
+
+        None where memfds are not available: the candidate then draws its own inputs.
+        """
+        if self._inputs is None or self._inputs.size < min_size:
+            try:
+                buffer = StagingBuffer(max(min_size, 2 * (self._inputs.size if self._inputs else 0)))
+            except (AttributeError, OSError):
+                return None
+            if self._inputs is not None:
+                self._inputs.close()
+            self._inputs = buffer
+        self.attach_staging(self._inputs, timeout_s)
+        return self._inputs
+
     def _on_watched(self, ready: list[Any]) -> None:
         if self._conn.poll(0):
             return
@@ -384,6 +449,9 @@ class ReferenceProcess(_PipeWorker):
         if self._buffer is not None:
             self._buffer.close()
             self._buffer = None
+        if self._inputs is not None:
+            self._inputs.close()
+            self._inputs = None
 
     def close(self) -> None:
         """Ask the worker to stop; kill it if it does not."""
@@ -406,7 +474,13 @@ class CandidateProcess(_PipeWorker):
     role = "candidate"
 
     def __init__(
-        self, backend: str, device: str, scratch: Path, output_limit: int = 16384, sandbox: bool = True
+        self,
+        backend: str,
+        device: str,
+        scratch: Path,
+        output_limit: int = 16384,
+        sandbox: bool = True,
+        cpus: list[int] | None = None,
     ) -> None:
         super().__init__()
         ctx = context()
@@ -426,6 +500,7 @@ class CandidateProcess(_PipeWorker):
                 os.getpid(),
                 output_limit,
                 sandbox,
+                cpus,
             ),
             name="harness-candidate",
         )
@@ -592,6 +667,7 @@ class InProcessWorker:
         self.session = cls(backend, device)
 
     alive = True
+    can_stage = False  # both sessions in one process: the candidate draws its own inputs
 
     def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any:
         return _unwrap(dispatch(self.session, method, kwargs))
@@ -617,6 +693,12 @@ class InProcessWorker:
 
     def reply_buffer(self, min_size: int, timeout_s: float) -> ReplyBuffer | None:
         return None
+
+    def staging_buffer(self, min_size: int, timeout_s: float) -> StagingBuffer | None:
+        return None
+
+    def attach_staging(self, buffer: StagingBuffer | None, timeout_s: float) -> None:
+        pass
 
     def kill(self) -> None:
         self.session = None  # type: ignore[assignment]

@@ -34,7 +34,7 @@ _ITEMSIZE = {
     "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
     "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16,
 }  # fmt: skip
-_DTYPES = tuple(_ITEMSIZE)
+ITEMSIZE = _ITEMSIZE  # public: harness.exchange stages and exports the same dtypes
 _TENSOR_KEY = "__tensor__"
 _HEADER = struct.Struct("<Q")
 _ALIGN = 64

@@ -25,6 +25,7 @@ import os
 import resource
 import select
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -35,12 +36,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import wire
+from harness import exchange, wire
 from harness.cases import Case, LoadedCase, load_case, load_solution_class
 from harness.correctness import as_output_list, compare_outputs, output_fingerprint
 from harness.errors import CaseLoadError
 
-TOKEN_ENV = "HARNESS_EVAL_TOKEN"  # inherited by everything a candidate starts; used to find leftovers
+TOKEN_ENV = "HARNESS_EVAL_TOKEN"
+# On a device the reference keeps every input set of a case only while they fit in this many bytes
+# together; larger sets are drawn again from their seeds (a few milliseconds per gigabyte on a GPU).
+_KEEP_INPUT_BYTES = 2 << 30
+_KEEP_REGION_BYTES = 1 << 30  # inherited by everything a candidate starts; used to find leftovers
 
 PHASE_LOADING = "loading_modules"
 PHASE_INIT = "model_init"
@@ -59,7 +64,7 @@ class SessionError(Exception):
 
 
 class _Session:
-    """State shared by both roles: the loaded case, the device and the inputs for each seed."""
+    """State shared by both roles: the loaded case, the device, the staging region and timing."""
 
     def __init__(self, backend_name: str, device: str) -> None:
         from harness.backends import get_backend
@@ -70,6 +75,15 @@ class _Session:
         self.model: Any = None
         self.timing_inputs: list[Any] | None = None
         self.last_output: Any = None
+        self.host_staging: Any = None  # uint8 tensor over the shared memfd the supervisor attached
+
+    def attach_staging(self, mapping: Any) -> None:
+        """Take the shared host staging region (a writable mapping the transport received)."""
+        self.host_staging = exchange.host_region(mapping)
+
+    def ping(self) -> dict[str, Any]:
+        """Answered once the worker is set up (device context made): the supervisor waits for it."""
+        return {}
 
     def _load_case(self, case: dict[str, Any], module_suffix: str) -> LoadedCase:
         c = Case(name=case["name"], tier=case["tier"], path=Path(case["path"]))
@@ -103,17 +117,37 @@ class _Session:
             return self.model(*inputs)
 
     def warmup(self, calls: int) -> dict[str, Any]:
-        """Run untimed calls on the timing inputs; returns the median of a few timed estimates."""
+        """Untimed calls on the timing inputs; a median estimate of a call, and the host's time per call.
+
+        The host time (median of a few calls, each started on an idle device) is how long the host
+        code of one call takes when nothing is queued ahead of it.
+        """
         assert self.timing_inputs is not None
         inputs = self.timing_inputs
         for _ in range(calls):
             self._forward(inputs)
+        host: list[float] = []
+        for _ in range(min(calls, 5)):
+            self.backend.synchronize(self.device)
+            t0 = time.perf_counter()
+            self._forward(inputs)
+            host.append((time.perf_counter() - t0) * 1000.0)
         self.backend.synchronize(self.device)
         estimate = self.backend.measure(lambda: self._forward(inputs), 3, self.device, False)
-        return {"estimate_ms": sorted(estimate)[1]}
+        return {"estimate_ms": sorted(estimate)[1], "host_ms": statistics.median(host) if host else 0.0}
 
-    def time(self, repetitions: int, flush_cache: bool) -> dict[str, Any]:
-        """Per-call milliseconds for ``repetitions`` calls on the timing inputs."""
+    def time(
+        self,
+        repetitions: int,
+        flush_cache: bool,
+        lead_ms: float = 0.0,
+        calibration: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Per-call times of ``repetitions`` calls on the timing inputs, as the backend's raw series.
+
+        ``lead_ms`` and ``calibration`` come from the reference worker (trusted): both sides are timed
+        with the same lead and corrected with the same constants, which a candidate cannot skew.
+        """
         assert self.timing_inputs is not None
         inputs = self.timing_inputs
         result: list[Any] = [None]
@@ -121,25 +155,36 @@ class _Session:
         def call() -> None:
             result[0] = self._forward(inputs)
 
-        samples = self.backend.measure(call, repetitions, self.device, flush_cache)
+        series = self.backend.series(call, repetitions, self.device, flush_cache, lead_ms, calibration)
         self.last_output = result[0]
-        return {"samples_ms": samples}
+        return series
+
+    def timing_notes(self) -> dict[str, Any]:
+        """What the backend's timer noticed since the last request (e.g. work left on other streams)."""
+        return {"notes": self.backend.timing_notes()}
 
 
 class ReferenceSession(_Session):
-    """Trusted: computes reference outputs, compares candidates' outputs, times the reference."""
+    """Trusted: computes reference outputs, stages inputs, compares candidates' outputs, times the reference."""
 
     def __init__(self, backend_name: str, device: str) -> None:
         super().__init__(backend_name, device)
         self.expected: dict[str, list[Any]] = {}
+        self.inputs: dict[str, list[Any]] = {}
+        self.seeds: dict[str, int] = {}
+        self.layouts: dict[str, list[dict[str, Any]] | None] = {}
+        self.staged_key: str | None = None
         self.counter = 0
+        self._cuda_region: exchange.CudaRegion | None = None
 
     def prepare(
         self, case: dict[str, Any], init_seed: int, trial_seeds: list[int], timing_seed: int, fresh_seed: int
     ) -> dict[str, Any]:
-        """Load the case, build ``Model`` and compute the expected outputs for every seed.
+        """Load the case, build ``Model``, draw every input set once and compute its expected outputs.
 
-        Anything the case file does wrong becomes a SessionError naming the file and the step.
+        The input sets are kept: the candidate runs on staged copies of them (`stage`) instead of
+        drawing them again. Anything the case file does wrong becomes a SessionError naming the file
+        and the step.
         """
         self.finish()  # the previous case's tensors go first: the peak memory is one case's
         self.counter += 1
@@ -149,17 +194,21 @@ class ReferenceSession(_Session):
             self.loaded = self._load_case(case, f"ref{self.counter}")
             step = "Model(*get_init_inputs())"
             self.model = self._build(self.loaded.model_class, init_seed)
-            self.expected = {}
             seeds = {str(i): seed for i, seed in enumerate(trial_seeds)}
             seeds["timed"] = timing_seed
             seeds["fresh"] = fresh_seed
+            self.seeds = seeds
             for key, seed in seeds.items():
                 step = "get_inputs()"
                 inputs = self._inputs(seed)
+                self.inputs[key] = inputs
                 if key == "timed":
+                    # the reference times on inputs of its own, never on the region the candidate shares
                     self.timing_inputs = inputs
                 step = "Model.forward"
                 self.expected[key] = _detached(as_output_list(self._forward(inputs)))
+                if key != "timed" and not self._keep_inputs(inputs):
+                    del self.inputs[key]  # drawn again from its seed when staged and when checked
             self.backend.synchronize(self.device)
             step = "get_flops()"
             flops = self.loaded.flops()
@@ -171,6 +220,11 @@ class ReferenceSession(_Session):
             raise SessionError(
                 f"{path}: {step} raised {type(exc).__name__}: {_line(exc)}", PHASE_LOADING
             ) from exc
+        layout = exchange.plan_layout(self.timing_inputs or [])
+        if any(exchange.plan_layout(values) != layout for values in self.inputs.values()):
+            layout = None  # get_inputs() gave differently shaped sets: no staging for this case
+        self.layouts = {key: layout for key in self.seeds}  # every set has the timing set's shapes
+        staging = self.backend.staging if layout is not None else None
         return {
             "atol": atol,
             "rtol": rtol,
@@ -178,13 +232,87 @@ class ReferenceSession(_Session):
             "input_bytes": _nbytes(self.timing_inputs or []),
             "output_bytes": _nbytes(self.expected["timed"]),
             "outputs": len(self.expected["timed"]),
+            "staging": staging,
+            "stage_bytes": exchange.layout_bytes(layout) if layout is not None else 0,
         }
+
+    def _keep_inputs(self, inputs: list[Any]) -> bool:
+        """Whether an input set stays in memory (else it is drawn again when needed): always on the
+        host, where drawing is slow; on a device only while every set together stays small."""
+        if self.device == "cpu":
+            return True
+        return _nbytes(inputs) * len(getattr(self, "seeds", {}) or [1]) <= _KEEP_INPUT_BYTES
+
+    def _input_set(self, key: str) -> list[Any]:
+        """Input set ``key``: kept from `prepare`, or drawn again from its seed (same values)."""
+        kept = self.inputs.get(key)
+        return kept if kept is not None else self._inputs(self.seeds[key])
+
+    def baseline(self, timing: dict[str, Any], flush_cache: bool) -> dict[str, Any]:
+        """Warm the reference up and time one round of it *before any candidate code has run*.
+
+        Returns the estimate and host time per call, the lead both sides will be timed with, the
+        backend's calibration (trusted constants for both sides) and the round's raw series: the
+        supervisor compares the reference's later rounds with it, so work a candidate leaves running
+        on the device while the reference is timed cannot go unnoticed.
+        """
+        from harness.timing import TimingConfig, plan_repetitions, warmup_calls
+
+        config = TimingConfig(**timing)
+        first = self.warmup(config.min_warmup)
+        extra = warmup_calls(first["estimate_ms"], config) - config.min_warmup
+        warm = self.warmup(extra) if extra > 0 else first
+        calibration = self.backend.timing_calibration(self.device, flush_cache)
+        lead = self.backend.lead_for(
+            max(first["host_ms"], warm["host_ms"]), flush_cache, calibration, warm["estimate_ms"]
+        )
+        per_round = max(3, plan_repetitions(warm["estimate_ms"], config) // config.rounds)
+        series = self.time(per_round, flush_cache, lead, calibration)
+        return {
+            "estimate_ms": warm["estimate_ms"],
+            "host_ms": max(first["host_ms"], warm["host_ms"]),
+            "lead_ms": lead,
+            "calibration": calibration,
+            "series": series,
+            "warmup_calls": config.min_warmup + max(0, extra),
+        }
+
+    def stage(self, key: str) -> dict[str, Any]:
+        """Copy input set ``key`` into the staging region; its layout and where the region is."""
+        layout = self.layouts.get(key)
+        if layout is None:
+            raise SessionError(f"input set {key} cannot be staged", PHASE_CORRECTNESS)
+        values = self._input_set(key)
+        if exchange.plan_layout(values) != layout:
+            raise SessionError(f"input set {key} differs in shape from the timing set", PHASE_CORRECTNESS)
+        region = self._region(exchange.layout_bytes(layout))
+        exchange.write_into(region, layout, values)
+        self.backend.synchronize(self.device)
+        self.staged_key = key
+        if self.backend.staging == "cuda":
+            assert self._cuda_region is not None
+            return {"region": self._cuda_region.describe(), "layout": layout}
+        return {"region": {"kind": "host", "bytes": int(region.numel())}, "layout": layout}
+
+    def _region(self, nbytes: int) -> Any:
+        if self.backend.staging == "cuda":
+            if self._cuda_region is None or self._cuda_region.nbytes < nbytes:
+                if self._cuda_region is not None:
+                    self._cuda_region.close()
+                    self._cuda_region = None
+                self._cuda_region = exchange.CudaRegion(nbytes, self.device)
+            return self._cuda_region.tensor
+        if self.host_staging is None or self.host_staging.numel() < nbytes:
+            raise SessionError("no staging region of the size needed is attached", PHASE_CORRECTNESS)
+        return self.host_staging
 
     def compare(self, key: str, forward: Any) -> dict[str, Any]:
         """Compare the candidate's outputs for ``key`` with the reference's.
 
         ``forward`` is the candidate worker's whole reply, as the raw bytes the supervisor passed on
-        (decoded here with `harness.wire`, never unpickled) or, in-process, the reply's value.
+        (decoded here with `harness.wire`, never unpickled) or, in-process, the reply's value. Outputs
+        the candidate exported as CUDA IPC handles are copied into this process first. When the
+        candidate ran on staged inputs of ``key``, the verdict also says whether they are unchanged.
         """
         assert self.loaded is not None
         if isinstance(forward, (bytes, bytearray, memoryview)):
@@ -197,16 +325,67 @@ class ReferenceSession(_Session):
         outputs = forward.get("outputs") if isinstance(forward, dict) else None
         if not isinstance(outputs, list):
             raise SessionError("the candidate's reply carries no outputs", PHASE_CORRECTNESS)
+        unchanged = None
+        if self.staged_key == key:
+            layout = self.layouts[key]
+            assert layout is not None
+            region = self._region(exchange.layout_bytes(layout))
+            unchanged = exchange.unchanged(region, layout, self._input_set(key))
+        try:
+            outputs = self._imported(outputs)
+        except exchange.ExchangeError as exc:
+            verdict: dict[str, Any] = {"ok": False, "reason": f"its outputs could not be read: {exc}"}
+            verdict["inputs_unchanged"] = unchanged
+            return verdict
         result = compare_outputs(self.expected[key], outputs, self.loaded.atol, self.loaded.rtol)
         verdict = asdict(result)
+        verdict["inputs_unchanged"] = unchanged
         if key == "0" and result.ok:
             verdict["output_fingerprint"] = output_fingerprint(outputs, self.loaded.atol)
         return verdict
 
+    def _imported(self, outputs: list[Any]) -> list[Any]:
+        """``outputs`` with every CUDA IPC description replaced by a private copy of that tensor."""
+        specs = [o["cuda_ipc"] for o in outputs if isinstance(o, dict) and isinstance(o.get("cuda_ipc"), dict)]
+        if not specs:
+            return outputs
+        if self.backend.staging != "cuda":
+            raise exchange.ExchangeError("CUDA IPC outputs on a backend that does not use them")
+        copies = iter(exchange.import_cuda_tensors(specs, self.device))
+        return [next(copies) if isinstance(o, dict) and isinstance(o.get("cuda_ipc"), dict) else o for o in outputs]
+
+    def environment(self) -> dict[str, Any]:
+        """The backend's facts about this worker's device (asked once per run)."""
+        import torch
+
+        env = self.backend.environment(self.device)
+        env["torch"] = torch.__version__
+        try:
+            import triton
+
+            env["triton"] = triton.__version__
+        except Exception:
+            env["triton"] = None
+        return env
+
     def finish(self) -> dict[str, Any]:
-        """Drop this case's tensors so the worker can be reused."""
+        """Drop this case's tensors so the worker can be reused.
+
+        On a device the freed memory goes back to the driver (the caching allocator would keep it,
+        and the next case's candidate, another process, could not have it), and a staging region
+        above `_KEEP_REGION_BYTES` is freed; a smaller one is kept for the next case.
+        """
         self.expected = {}
+        self.inputs = {}
+        self.seeds = {}
+        self.layouts = {}
+        self.staged_key = None
         self.model = self.timing_inputs = self.last_output = None
+        if self._cuda_region is not None and self._cuda_region.nbytes > _KEEP_REGION_BYTES:
+            self._cuda_region.close()
+            self._cuda_region = None
+        if self.device != "cpu":
+            self.backend.release_memory(self.device)
         return {}
 
 
@@ -217,6 +396,9 @@ class CandidateSession(_Session):
         super().__init__(backend_name, device)
         self.trial_seeds: list[int] = []
         self.fresh_seed = 0
+        self._opened: dict[str, exchange.OpenedRegion] = {}
+        self._exported: list[Any] = []  # tensors whose IPC handles the reference may still open
+        self.ipc_outputs = False  # set where this session runs in a process of its own
 
     def load(
         self,
@@ -226,7 +408,10 @@ class CandidateSession(_Session):
         trial_seeds: list[int],
         timing_seed: int,
         fresh_seed: int,
+        timed: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Import the solution and build ``ModelNew``; timing inputs are copied from the staged set
+        ``timed`` (or drawn from the seed where the reference could not stage them)."""
         try:
             self.loaded = self._load_case(case, "cand")
             reference_state = self._build(self.loaded.model_class, init_seed).state_dict()
@@ -243,12 +428,37 @@ class CandidateSession(_Session):
             ) from exc
         self.trial_seeds = list(trial_seeds)
         self.fresh_seed = fresh_seed
-        self.timing_inputs = self._inputs(timing_seed)
+        if timed is not None:
+            self.timing_inputs = [x.clone() if _is_tensor(x) else x for x in self._staged(timed)]
+        else:
+            self.timing_inputs = self._inputs(timing_seed)
         return {}
 
-    def run_trial(self, index: int) -> dict[str, Any]:
-        inputs = self._inputs(self.trial_seeds[index])
-        before = [x.clone() if _is_tensor(x) else x for x in inputs]
+    def _staged(self, staged: dict[str, Any]) -> list[Any]:
+        """Views of a staged input set (the region is opened once per candidate)."""
+        region = staged.get("region") or {}
+        if region.get("kind") == "cuda":
+            handle = str(region.get("handle"))
+            opened = self._opened.get(handle)
+            if opened is None:
+                opened = self._opened[handle] = exchange.OpenedRegion(handle, self.device)
+            tensor = opened.tensor()
+        elif region.get("kind") == "host" and self.host_staging is not None:
+            tensor = self.host_staging
+        else:
+            raise SessionError("the staged inputs' region is not available", PHASE_CORRECTNESS)
+        layout = exchange.check_layout(staged.get("layout"), int(tensor.numel()))
+        return exchange.views(tensor, layout)
+
+    def run_trial(self, index: int, staged: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run correctness trial ``index`` on the staged inputs (the reference checks them afterwards),
+        or on inputs drawn here, cloned first so that this process can tell whether they changed."""
+        if staged is not None:
+            inputs = self._staged(staged)
+            before = None
+        else:
+            inputs = self._inputs(self.trial_seeds[index])
+            before = [x.clone() if _is_tensor(x) else x for x in inputs]
         try:
             outputs = as_output_list(self._forward(inputs))
             self.backend.synchronize(self.device)
@@ -256,13 +466,16 @@ class CandidateSession(_Session):
             raise SessionError(
                 f"forward raised {type(exc).__name__}: {_line(exc)}", PHASE_CORRECTNESS
             ) from exc
-        return {"outputs": _plain(outputs, self.device), "inputs_unchanged": _same(before, inputs)}
+        return {
+            "outputs": self._for_reference(outputs),
+            "inputs_unchanged": None if before is None else _same(before, inputs),
+        }
 
     def timed_output(self) -> dict[str, Any]:
         """The output of the last timed call (checked: timed runs must compute too)."""
-        return {"outputs": _plain(as_output_list(self.last_output), self.device)}
+        return {"outputs": self._for_reference(as_output_list(self.last_output))}
 
-    def fresh_output(self) -> dict[str, Any]:
+    def fresh_output(self, staged: dict[str, Any] | None = None) -> dict[str, Any]:
         """Overwrite the timing inputs in place with new values and run once more.
 
         Same tensors, new contents: a candidate that caches results by tensor identity is caught here.
@@ -270,7 +483,7 @@ class CandidateSession(_Session):
         """
         assert self.timing_inputs is not None
         self._poison_last_output()
-        fresh = self._inputs(self.fresh_seed)
+        fresh = self._staged(staged) if staged is not None else self._inputs(self.fresh_seed)
         for dst, src in zip(self.timing_inputs, fresh, strict=True):
             if _is_tensor(dst):
                 dst.copy_(src)
@@ -281,14 +494,43 @@ class CandidateSession(_Session):
             raise SessionError(
                 f"forward raised {type(exc).__name__}: {_line(exc)}", PHASE_CORRECTNESS
             ) from exc
-        return {"outputs": _plain(outputs, self.device)}
+        return {"outputs": self._for_reference(outputs)}
 
-    def time(self, repetitions: int, flush_cache: bool) -> dict[str, Any]:
+    def _for_reference(self, outputs: list[Any]) -> list[Any]:
+        """Outputs as the reference will read them: CUDA tensors as IPC descriptions where the backend
+        stages on the device (kept alive until the next reply), others as tensors or marker dicts."""
+        plain = _plain(outputs, self.device)
+        self._exported = []
+        if self.backend.staging != "cuda" or not self.ipc_outputs:
+            return plain
+        described: list[Any] = []
+        for out in plain:
+            if not _is_tensor(out) or out.numel() == 0:
+                described.append(out)
+                continue
+            for candidate in (out.contiguous(), out.clone()):
+                try:
+                    described.append(exchange.export_cuda_tensor(candidate))
+                    self._exported.append(candidate)
+                    break
+                except exchange.ExchangeError:
+                    continue
+            else:
+                described.append(out)  # not exportable (e.g. expandable segments): its bytes travel
+        return described
+
+    def time(
+        self,
+        repetitions: int,
+        flush_cache: bool,
+        lead_ms: float = 0.0,
+        calibration: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         # A candidate that returns a cached tensor object (keyed by identity or by content) hands back
         # the poisoned tensor in this round, and the check of the last timed output fails.
         self._poison_last_output()
         try:
-            return super().time(repetitions, flush_cache)
+            return super().time(repetitions, flush_cache, lead_ms, calibration)
         except Exception as exc:
             raise SessionError(f"forward raised {type(exc).__name__}: {_line(exc)}", PHASE_SOLUTION) from exc
 
@@ -487,17 +729,21 @@ class _Transport:
     def __init__(self, writable: bool) -> None:
         self.writable = writable  # the candidate worker writes its replies; the reference only reads
         self.buffer: mmap.mmap | None = None
+        self.staging: mmap.mmap | None = None
 
     def receive(self, conn: Any, blob: Any) -> Any:
-        """What came with a request: raw reply bytes, a new reply buffer, or a reply in the buffer."""
+        """What came with a request: raw reply bytes, a new shared buffer, or a reply in the buffer."""
         if blob == "bytes":
             return conn.recv_bytes()
         kind, size = blob[0], int(blob[1])
-        if kind == "fd":
+        if kind in ("fd", "stage_fd"):
             from multiprocessing import reduction
 
             fd = reduction.recv_handle(conn)
             try:
+                if kind == "stage_fd":  # staged inputs: written by the reference, read by the candidate
+                    self.staging = wire.map_shared(fd, size, writable=True)
+                    return None
                 if self.buffer is not None:
                     with contextlib.suppress(BufferError):
                         self.buffer.close()
@@ -545,7 +791,13 @@ def serve(conn: Any, session: _Session, guard: Guard | None = None) -> None:
         if method == "stop":
             conn.send_bytes(wire.encode({"ok": True, "value": {}, "seq": seq}))
             return
-        reply = {"ok": True, "value": {}} if method == "attach_buffer" else dispatch(session, method, kwargs)
+        if method == "attach_buffer":
+            reply = {"ok": True, "value": {}}
+        elif method == "attach_staging":
+            session.attach_staging(transport.staging)
+            reply = {"ok": True, "value": {}}
+        else:
+            reply = dispatch(session, method, kwargs)
         forwarded = kwargs.pop("forward", None)
         if isinstance(forwarded, memoryview):
             with contextlib.suppress(BufferError):
@@ -644,8 +896,8 @@ def _fixed_allocator() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
 
 
-def _worker_process_setup() -> None:
-    """What every worker does first: ignore Ctrl-C, write no bytecode, drop inherited fds.
+def _worker_process_setup(cpus: list[int] | None = None) -> None:
+    """What every worker does first: ignore Ctrl-C, write no bytecode, drop inherited fds, pin CPUs.
 
     Ctrl-C is the supervisor's to handle. Workers write no ``__pycache__`` beside case and solution
     files (the file watch would see them as changes). The fork server's liveness pipe and the
@@ -655,6 +907,7 @@ def _worker_process_setup() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.dont_write_bytecode = True
     _fixed_allocator()
+    _pin(cpus)
     with contextlib.suppress(Exception):
         from multiprocessing import forkserver, resource_tracker
 
@@ -666,6 +919,24 @@ def _worker_process_setup() -> None:
         forkserver._forkserver._forkserver_alive_fd = None  # type: ignore[attr-defined]
         resource_tracker._resource_tracker._fd = None  # type: ignore[attr-defined]
         resource_tracker._resource_tracker._pid = None  # type: ignore[attr-defined]
+
+
+def _pin(cpus: list[int] | None) -> None:
+    """Run on ``cpus`` only (the reference and the candidate of a device get the same set).
+
+    Host speed differs between CPU cores (interrupt routing, a busy SMT sibling, a virtual CPU whose
+    host thread is shared), and on a GPU the host's launch time reaches the samples of calls whose
+    launches the lead does not cover: two processes on different cores read an A/A pair up to 2 %
+    apart (docs/measurement.md). On the same cores, with the other side stopped while one is timed,
+    both get the same host.
+    """
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        os.sched_setaffinity(0, cpus)
+        import torch
+
+        torch.set_num_threads(len(cpus))
 
 
 def _supervisor_watch(supervisor_pid: int) -> int | None:
@@ -887,9 +1158,11 @@ def _reap_all() -> list[tuple[int, int]]:
 # --- process entry points -------------------------------------------------------------------------
 
 
-def reference_main(conn: Any, backend_name: str, device: str, supervisor_pid: int) -> None:
+def reference_main(
+    conn: Any, backend_name: str, device: str, supervisor_pid: int, cpus: list[int] | None = None
+) -> None:
     """Entry point of the reference worker (trusted; reused across cases)."""
-    _worker_process_setup()
+    _worker_process_setup(cpus)
     with contextlib.suppress(OSError):
         os.setsid()  # Ctrl-C in a terminal reaches the supervisor only
     with contextlib.suppress(OSError):
@@ -935,6 +1208,7 @@ def keeper_main(
     supervisor_pid: int,
     output_limit: int,
     sandbox: bool,
+    cpus: list[int] | None = None,
 ) -> None:
     """Entry point of a candidate's keeper: the trusted parent of one candidate worker.
 
@@ -945,7 +1219,7 @@ def keeper_main(
     status, the output tails and what it had to kill on ``status`` and exits.
     """
     try:
-        _keeper(conn, status, backend_name, device, scratch, token, supervisor_pid, output_limit, sandbox)
+        _keeper(conn, status, backend_name, device, scratch, token, supervisor_pid, output_limit, sandbox, cpus)
     finally:
         os._exit(0)
 
@@ -960,8 +1234,9 @@ def _keeper(
     supervisor_pid: int,
     output_limit: int,
     sandbox: bool,
+    cpus: list[int] | None,
 ) -> None:
-    _worker_process_setup()
+    _worker_process_setup(cpus)  # the candidate worker forked below inherits the CPU set
     with contextlib.suppress(OSError):
         os.setsid()
     reaper = prctl(_PR_SET_CHILD_SUBREAPER, 1)
@@ -1135,6 +1410,7 @@ def _candidate_main(
     with contextlib.suppress(Exception):
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     session = CandidateSession(backend_name, device)
+    session.ipc_outputs = True
     session.backend.prepare_process(device)
     _warm_up_cpu()
     box: dict[str, Any] = {"landlock": None, "reason": "sandbox turned off"}
@@ -1194,30 +1470,3 @@ def _confine_to_scratch(scratch: Path) -> None:
         os.environ[env] = str(scratch / sub)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _environment(self: _Session) -> dict[str, Any]:
-    """The backend's facts about this worker's device (asked once per run)."""
-    import torch
-
-    env = self.backend.environment(self.device)
-    env["torch"] = torch.__version__
-    try:
-        import triton
-
-        env["triton"] = triton.__version__
-    except Exception:
-        env["triton"] = None
-    return env
-
-
-ReferenceSession.environment = _environment  # type: ignore[attr-defined]
-
-
-def _timing_notes(self: _Session) -> dict[str, Any]:
-    """What the backend's timer noticed since the last request (e.g. work left on other streams)."""
-    return {"notes": self.backend.timing_notes()}
-
-
-_Session.timing_notes = _timing_notes  # type: ignore[attr-defined]
-

@@ -162,8 +162,8 @@ class FakeBackend(EventTimedBackend):
     def flush(self, device: str) -> None:
         self.rt.now += 0.09  # the flush kernel
 
-    def spin(self, device: str) -> None:
-        self.rt.now += 0.1
+    def spin(self, device: str, cycles: int = 200_000) -> None:
+        self.rt.now += cycles / 2e6  # a 2 GHz clock
 
     def available(self) -> str | None:
         return None
@@ -229,6 +229,71 @@ def test_the_events_own_cost_is_subtracted() -> None:
     assert samples == pytest.approx([0.25 + 0.001 - cost] * 20)
 
 
+def test_rounds_are_corrected_with_the_constants_given_never_the_timed_process_own() -> None:
+    # A candidate whose own calibration is skewed (a busy thread inflated its empty calls) must be
+    # corrected with the reference's constants: the supervisor applies them to both sides.
+    backend = FakeBackend()
+    trusted = {"idle_ms": 0.005, "margin_ms": 0.1, "event_cost_ms": 0.002, "lead_base_ms": 0.09}
+    rounds = [{"event_ms": [1.002] * 10, "join_ms": [1.01] * 10} for _ in range(3)]
+    samples, notes = backend.finish_rounds(rounds, trusted, 10)
+    assert samples == [[pytest.approx(1.0)] * 10] * 3 and notes == []
+
+
+def test_side_stream_pattern_is_judged_over_the_whole_series_not_per_round() -> None:
+    backend = FakeBackend()
+    cal = {"idle_ms": 0.02, "margin_ms": 0.1, "event_cost_ms": 0.0}
+    honest, late = (1.0, 1.03), (1.0, 1.5)
+    # two late calls in one short round are jitter when the series has 100 calls
+    jitter = [{"event_ms": [e for e, _ in r], "join_ms": [j for _, j in r]}
+              for r in ([late, late] + [honest] * 8, *[[honest] * 10] * 9)]  # fmt: skip
+    samples, notes = backend.finish_rounds(jitter, cal, 10)
+    assert notes == [] and all(s == 1.0 for r in samples for s in r)
+    # a fifth of the series late is a pattern: those calls are timed to the join
+    pattern = [{"event_ms": [1.0] * 10, "join_ms": [1.5] * 2 + [1.03] * 8} for _ in range(10)]
+    samples, notes = backend.finish_rounds(pattern, cal, 10)
+    assert len(notes) == 1 and "side-stream work: 20 of 100" in notes[0]
+    assert sorted(s for r in samples for s in r)[-20:] == [1.5] * 20
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"event_ms": [1.0] * 9, "join_ms": [1.0] * 9},  # fewer calls than asked
+        {"event_ms": [float("nan")] + [1.0] * 9, "join_ms": [1.0] * 10},
+        {"event_ms": [-1.0] + [1.0] * 9, "join_ms": [1.0] * 10},
+        {"event_ms": ["1.0"] * 10, "join_ms": [1.0] * 10},
+        {"samples_ms": [1.0] * 10},
+        "not a dict",
+    ],
+)
+def test_a_malformed_round_gives_no_samples(bad: Any) -> None:
+    cal = {"idle_ms": 0.02, "margin_ms": 0.1, "event_cost_ms": 0.0}
+    samples, _ = FakeBackend().finish_rounds([bad], cal, 10)
+    assert samples == [[]]
+
+
+def test_the_lead_outlasts_the_reference_host_time_and_both_sides_get_the_same_padding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = FakeBackend()
+    cal = backend.timing_calibration("cuda:0", True)
+    assert cal["lead_base_ms"] == pytest.approx(0.09) and cal["spin_cycles_per_ms"] == pytest.approx(2e6)
+    assert backend.lead_for(0.01, True, cal) == pytest.approx(0.09)  # the flush alone covers it
+    lead = backend.lead_for(0.3, True, cal)
+    assert lead == pytest.approx(1.5 * 0.3 + 0.03)
+    assert backend.lead_for(100.0, True, cal) == pytest.approx(2.0)  # capped
+    assert backend.lead_for(0.3, True, {**cal, "spin_cycles_per_ms": None}) == pytest.approx(0.09)
+    assert backend.lead_for(0.3, True, cal, call_ms=1.0) == pytest.approx(0.25)  # a quarter of the call
+    monkeypatch.setenv("HARNESS_GPU_LEAD", "flush")
+    assert backend.lead_for(0.3, True, cal) == pytest.approx(0.09)
+    monkeypatch.delenv("HARNESS_GPU_LEAD")
+    start = backend.rt.now
+    raw = backend.series(_work(backend.rt, 0.25), 4, "cuda:0", True, lead, cal)
+    assert raw["event_ms"] == pytest.approx([0.25] * 4)
+    # per call: the padded lead, the work, the synchronize's wake-up; one more wake-up at the end
+    assert backend.rt.now - start == pytest.approx(4 * (lead + 0.25 + backend.rt.wake_ms) + backend.rt.wake_ms)
+
+
 def test_side_stream_margin_and_event_cost_are_reported_in_the_environment_facts() -> None:
     backend = FakeBackend()
     facts = backend._measured_timing_facts("cuda:0")
@@ -272,8 +337,38 @@ def test_on_gpu_side_stream_work_is_inside_the_timed_region(
         "--json", cwd=REPO,
     )  # fmt: skip
     result = json.loads(proc.stdout)["result"]
-    assert result["status"] == "pass", result["reason"]
+    facts = {k: result[k] for k in ("status", "reason", "speedup", "warnings")}
+    facts["medians_ms"] = [result["timing"][side]["median_ms"] for side in ("reference", "solution")]
+    assert result["status"] == "pass", facts
     # the same loss on another stream: about as fast as the reference, never "free"
-    assert 0.8 < result["speedup"] < 1.1, result["speedup"]
+    assert 0.8 < result["speedup"] < 1.1, facts
     flagged = any("side-stream work" in w for w in result["warnings"])
     assert flagged == hidden, result["warnings"]
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_gpu_inputs_are_staged_on_the_device_and_outputs_come_back_by_ipc(tmp_path: Path) -> None:
+    proc = run_harness(
+        "eval", "benchmark/t1/relu.py", "benchmark/solutions/reference/t1/relu.py", "--backend", "gpu",
+        "--budget-ms", "100", "--json", cwd=REPO,
+    )  # fmt: skip
+    result = json.loads(proc.stdout)["result"]
+    assert result["status"] == "pass", result["reason"]
+    assert result["correctness"]["staged_inputs"] is True and result["warnings"] == []
+    assert abs(result["speedup"] - 1) < 0.03, result["speedup"]
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_gpu_a_candidate_writing_into_its_staged_inputs_fails(tmp_path: Path) -> None:
+    candidate = tmp_path / "relu_in_place.py"
+    candidate.write_text(
+        "import torch.nn as nn\n\n\nclass ModelNew(nn.Module):\n"
+        "    def forward(self, x):\n        return x.relu_()  # right values, written over its input\n"
+    )
+    proc = run_harness(
+        "eval", "benchmark/t1/relu.py", str(candidate), "--backend", "gpu", "--budget-ms", "50", "--json", cwd=REPO,
+    )  # fmt: skip
+    result = json.loads(proc.stdout)["result"]
+    assert result["status"] == "fail" and "modified its input" in result["reason"], result["reason"]

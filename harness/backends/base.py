@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from harness.errors import EnvironmentUnavailable
+
+
+def _finite_list(values: Any, length: int) -> list[float]:
+    """``values`` as floats when it is a list of ``length`` finite non-negative numbers, else []."""
+    if not isinstance(values, list) or len(values) != length:
+        return []
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            return []
+        out.append(float(v))
+    return out
 
 
 class Backend(abc.ABC):
@@ -18,6 +31,12 @@ class Backend(abc.ABC):
     arch: str = ""  # label for results; override with --arch
     flush_cache_by_default: bool = False
     simulated: bool = False  # True when a stand-in runtime, not real hardware, answered
+    # Where the reference stages inputs for the candidate (harness.exchange): "host" (a shared memfd),
+    # "cuda" (device memory shared by IPC) or None (the candidate draws its own inputs from the seed).
+    staging: str | None = None
+    # Whether each device's reference and candidate workers run on one CPU set of their own
+    # (harness.supervisor.cpu_sets): where host speed reaches the samples (launches on a GPU).
+    pin_workers: bool = False
     # Timing defaults of this backend for TimingConfig fields left at their generic default
     # (harness.timing.for_backend); e.g. more repetitions where a call takes microseconds.
     timing_overrides: ClassVar[dict[str, Any]] = {}
@@ -72,6 +91,43 @@ class Backend(abc.ABC):
     def timing_notes(self) -> list[str]:
         """What the timer noticed since the last call (e.g. work left on another stream); clears them."""
         return []
+
+    def release_memory(self, device: str) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Give memory cached by this process's allocator back to the device (between cases)."""
+
+    # --- the timed rounds of an evaluation: measured in the workers, decided in the supervisor ---------
+
+    def series(
+        self,
+        fn: Callable[[], Any],
+        repetitions: int,
+        device: str,
+        flush_cache: bool,
+        lead_ms: float = 0.0,
+        calibration: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One round's raw measurements of ``fn`` (JSON), to be turned into samples by `finish_rounds`."""
+        return {"samples_ms": self.measure(fn, repetitions, device, flush_cache)}
+
+    def timing_calibration(self, device: str, flush_cache: bool) -> dict[str, Any] | None:
+        """Constants measured in the trusted reference worker that both sides' rounds are corrected with."""
+        return None
+
+    def lead_for(
+        self, host_ms: float, flush_cache: bool, calibration: dict[str, Any] | None, call_ms: float = 0.0
+    ) -> float:
+        """How long (ms) the device should be kept busy before each timed call of this case (0: no lead)."""
+        return 0.0
+
+    def finish_rounds(
+        self, rounds: Sequence[Any], calibration: dict[str, Any] | None, repetitions: int
+    ) -> tuple[list[list[float]], list[str]]:
+        """Per-round samples (ms) from the workers' raw rounds, and notes; runs in the supervisor.
+
+        A round that is not a list of ``repetitions`` finite, non-negative numbers comes back empty
+        (the caller treats that as a broken timer): a candidate's replies are not trusted to be well formed.
+        """
+        return [_finite_list(r.get("samples_ms") if isinstance(r, dict) else None, repetitions) for r in rounds], []
 
     def seed(self, seed: int) -> None:
         import torch

@@ -19,6 +19,7 @@ class CpuBackend(Backend):
     device_type = "cpu"
     default_dsl = "cpp"
     flush_cache_by_default = False
+    staging = "host"
 
     def __init__(self) -> None:
         self._flush_buffer: Any = None

@@ -2,34 +2,36 @@
 
 How one timed call is measured (docs/measurement.md has the study behind each choice):
 
-1. A *lead* kernel keeps the GPU busy while the host queues the call: the L2 flush (zeroing a
-   256 MiB buffer, ~90 us on an H100) or, with ``--warm-cache``, a clock spin that touches no memory.
-   The host therefore enqueues the start event, the call's kernels and the end event before the GPU
-   reaches them, so launch latency does not leak into a sample of a short kernel.
+1. A *lead* keeps the GPU busy while the host queues the call: the L2 flush (zeroing a 256 MiB
+   buffer, ~60-90 us) or, with ``--warm-cache``, a clock spin that touches no memory, padded with a
+   spin so that the lead outlasts the time the reference's host code takes to queue one call. The
+   start event, the call's kernels and the end event are then queued before the GPU reaches them,
+   so neither side's host speed (which differs between processes and CPU cores) leaks into a
+   sample. Both sides get the same lead, sized from the trusted reference: host work a candidate
+   does beyond it shows up in its samples as time the GPU waited.
 2. Start and end events are recorded on the calling stream around the call; their difference, less
-   the events' own cost (twice the start-to-end time of an empty call, measured once per process
-   and cache mode), is the sample. No host round trip sits inside the timed region: the previous
-   protocol's device-wide synchronize before the end event added 18-30 us to every sample.
+   the events' own cost, is the sample. The cost and every other correction constant are measured
+   in the reference worker and applied by the supervisor to both sides alike: a candidate cannot
+   skew its own correction (a busy thread during its own calibration once made it read 2x fast).
 3. Work the call left running on *other* streams is caught after the fact: the host polls the end
    event until it has completed, then synchronizes the whole device and records a *join* event.
-   With nothing pending elsewhere, join − end is the host's short turnaround (measured on an empty
-   call); a call whose join − end exceeds that by more than a margin (at least 0.1 ms) left work
-   running on another stream. When that happens in a pattern (at least 5 % of a series, and at
-   least two calls), those calls are timed up to the join event instead (an upper bound that
-   includes the other streams' work and the turnaround) and the result carries a warning.
-   Isolated late calls are host jitter and keep their event time. Side-stream work that ends
-   within the margin after the calling stream's last kernel, or in fewer than 5 % of calls, can
-   go unseen; the margin is reported in the environment block.
+   With nothing pending elsewhere, join − end is the host's short turnaround; a call whose join −
+   end exceeds the reference's idle turnaround by more than a margin (at least 0.1 ms) is late.
+   When at least a fifth of the whole timed series (all rounds together, at least two calls) is
+   late, the late calls are timed up to the join event (an upper bound that includes the other
+   streams' work and the turnaround) and the result carries a warning. Host jitter makes a few
+   isolated calls late, never a fifth of a series; a pattern below a fifth cannot move the median
+   by more than its share of the distribution.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness.backends.base import Backend
+from harness.backends.base import Backend, _finite_list
 
 # Zeroing a buffer larger than any current L2 (H100: 50 MB, H200: 60 MB, B200: 126 MB) evicts it.
 _FLUSH_BYTES = 256 * 1024 * 1024
@@ -39,22 +41,30 @@ _SPIN_CYCLES = 200_000
 _IDLE_PROBES = 40
 # Minimum margin above the idle turnaround before a call counts as having unjoined work. On an H100
 # the turnaround after honest calls had medians of 13-38 us and 90th percentiles up to 55 us,
-# depending on the workload (benchmarks/gpu_timing_study.py); a 10-18 us margin flagged honest
-# series, so the margin sits well above that spread.
+# depending on the workload (benchmarks/gpu_timing_study.py); on an H200 up to 100 us at the 99th
+# percentile (benchmarks/gpu_diagnostics.py), so the margin sits well above that spread.
 _MIN_MARGIN_MS = 0.100
-# A pattern, not jitter: this share of a series (and at least two calls) must be late.
-_LATE_SHARE = 0.05
+# ... and at most this: a slow probe among the empty calls must not widen the margin past hidden work.
+_MAX_MARGIN_MS = 0.300
+# A pattern, not jitter: this share of a whole series (and at least two calls) must be late.
+_LATE_SHARE = 0.20
+# The lead outlasts the reference's host time per call (90th percentile) by this factor and margin.
+_LEAD_FACTOR = 1.5
+_LEAD_MARGIN_MS = 0.030
+_MAX_LEAD_MS = 2.0
+_MAX_LEAD_SHARE = 0.25
 
 
 class EventTimedBackend(Backend):
     """Shared by the CUDA and Ascend backends: device events, lead kernel, side-stream detection."""
 
     flush_cache_by_default = True
+    pin_workers = True
 
     def __init__(self) -> None:
         self._flush_buffers: dict[str, Any] = {}
-        # (device, flush_cache) -> (idle turnaround ms, margin ms, event cost ms)
-        self._calibration: dict[tuple[str, bool], tuple[float, float, float]] = {}
+        # (device, flush_cache) -> calibration dict (see `timing_calibration`)
+        self._calibration: dict[tuple[str, bool], dict[str, Any]] = {}
         self._notes: list[str] = []
         self.last_measure: dict[str, Any] = {}
 
@@ -64,8 +74,11 @@ class EventTimedBackend(Backend):
         """The torch device module (``torch.cuda``, ``torch.npu``)."""
         raise NotImplementedError
 
-    def spin(self, device: str) -> None:
-        """Keep the device busy for ~100 us without touching memory (warm-cache lead); may do nothing."""
+    def spin(self, device: str, cycles: int = _SPIN_CYCLES) -> None:
+        """Keep the device busy for ``cycles`` clock cycles without touching memory; may do nothing."""
+
+    def can_spin(self) -> bool:
+        return type(self).spin is not EventTimedBackend.spin
 
     # --- shared machinery -------------------------------------------------------------------------
 
@@ -85,14 +98,16 @@ class EventTimedBackend(Backend):
             self._flush_buffers[device] = buf
         buf.zero_()
 
-    def _lead(self, device: str, flush_cache: bool) -> None:
+    def _lead(self, device: str, flush_cache: bool, pad_cycles: int = 0) -> None:
         if flush_cache:
             self.flush(device)
         else:
             self.spin(device)
+        if pad_cycles > 0:
+            self.spin(device, pad_cycles)
 
     def _raw(
-        self, fn: Callable[[], Any], repetitions: int, device: str, flush_cache: bool
+        self, fn: Callable[[], Any], repetitions: int, device: str, flush_cache: bool, pad_cycles: int = 0
     ) -> list[tuple[float, float]]:
         """(end − start, join − start) in ms for each call."""
         rt = self.runtime()
@@ -102,7 +117,7 @@ class EventTimedBackend(Backend):
             for _ in range(repetitions)
         ]
         for start, end, join in events:
-            self._lead(device, flush_cache)
+            self._lead(device, flush_cache, pad_cycles)
             start.record(stream)
             fn()
             end.record(stream)
@@ -115,8 +130,30 @@ class EventTimedBackend(Backend):
         rt.synchronize(device)
         return [(float(s.elapsed_time(e)), float(s.elapsed_time(j))) for s, e, j in events]
 
+    def _timed_ms(self, work: Callable[[], Any], device: str, times: int) -> float:
+        """Median device time of ``work`` (a lead-like kernel) on the calling stream."""
+        rt = self.runtime()
+        stream = rt.current_stream(device)
+        pairs = [(rt.Event(enable_timing=True), rt.Event(enable_timing=True)) for _ in range(times)]
+        for start, end in pairs:
+            start.record(stream)
+            work()
+            end.record(stream)
+        rt.synchronize(device)
+        return statistics.median(float(s.elapsed_time(e)) for s, e in pairs)
+
     def calibration(self, device: str, flush_cache: bool) -> tuple[float, float, float]:
         """(idle turnaround, margin, event cost) in ms, from empty calls; measured once per mode."""
+        cal = self.timing_calibration(device, flush_cache)
+        return cal["idle_ms"], cal["margin_ms"], cal["event_cost_ms"]
+
+    def timing_calibration(self, device: str, flush_cache: bool) -> dict[str, Any]:
+        """This process's timing constants for ``device`` and cache mode (measured once, then kept).
+
+        In the reference worker these are the constants both sides are corrected with: the idle
+        turnaround and side-stream margin, the events' own cost, how long the plain lead takes, and
+        how many spin cycles make a millisecond (to pad the lead).
+        """
         key = (device, flush_cache)
         if key not in self._calibration:
             self._raw(lambda: None, 5, device, flush_cache)  # first use: allocations, event pool
@@ -124,11 +161,44 @@ class EventTimedBackend(Backend):
             gaps = sorted(j - e for e, j in raw)
             idle = statistics.median(gaps)
             p90 = gaps[int(0.9 * (len(gaps) - 1))]
-            margin = max(_MIN_MARGIN_MS, 4.0 * (p90 - idle))
-            # A kernel between the events adds two event-to-work transitions where an empty call has one.
-            cost = 2.0 * statistics.median(e for e, _ in raw)
-            self._calibration[key] = (idle, margin, cost)
-        return self._calibration[key]
+            spin_rate = None
+            if self.can_spin():
+                spin_ms = self._timed_ms(lambda: self.spin(device), device, 5)
+                spin_rate = _SPIN_CYCLES / spin_ms if spin_ms > 0 else None
+            base = self._timed_ms(lambda: self._lead(device, flush_cache), device, 5)
+            self._calibration[key] = {
+                "idle_ms": idle,
+                "margin_ms": min(_MAX_MARGIN_MS, max(_MIN_MARGIN_MS, 4.0 * (p90 - idle))),
+                # A kernel between the events adds two event-to-work transitions where an empty call has one.
+                "event_cost_ms": 2.0 * statistics.median(e for e, _ in raw),
+                "lead_base_ms": base,
+                "spin_cycles_per_ms": spin_rate,
+            }
+        return dict(self._calibration[key])
+
+    def lead_for(
+        self, host_ms: float, flush_cache: bool, calibration: dict[str, Any] | None, call_ms: float = 0.0
+    ) -> float:
+        """A lead that outlasts the reference's host time per call, never shorter than the plain lead.
+
+        Capped at a quarter of the reference's call (and 2 ms): host work a call does inside the lead
+        is not seen by the events, so the lead must stay short next to the work being timed.
+        ``HARNESS_GPU_LEAD=flush`` keeps the plain lead (to compare the two).
+        """
+        base = float((calibration or {}).get("lead_base_ms") or 0.0)
+        if not (calibration or {}).get("spin_cycles_per_ms") or os.environ.get("HARNESS_GPU_LEAD") == "flush":
+            return base
+        cap = min(_MAX_LEAD_MS, _MAX_LEAD_SHARE * call_ms) if call_ms > 0 else _MAX_LEAD_MS
+        return max(base, min(_LEAD_FACTOR * max(0.0, host_ms) + _LEAD_MARGIN_MS, cap))
+
+    def _pad_cycles(self, lead_ms: float, calibration: dict[str, Any] | None) -> int:
+        if not calibration:
+            return 0
+        rate = calibration.get("spin_cycles_per_ms")
+        extra = lead_ms - float(calibration.get("lead_base_ms") or 0.0)
+        if not rate or extra <= 0:
+            return 0
+        return int(extra * float(rate))
 
     def idle_latency(self, device: str) -> tuple[float, float]:
         """(median, margin) in ms of join − end for an empty call (flush lead)."""
@@ -136,50 +206,100 @@ class EventTimedBackend(Backend):
         return idle, margin
 
     def measure(self, fn: Callable[[], Any], repetitions: int, device: str, flush_cache: bool) -> list[float]:
-        idle, margin, cost = self.calibration(device, flush_cache)
+        """Samples of one self-contained series, corrected with this process's own calibration.
+
+        For estimates and studies; an evaluation's rounds go through `series` and `finish_rounds`.
+        """
+        cal = self.timing_calibration(device, flush_cache)
         raw = self._raw(fn, repetitions, device, flush_cache)
-        late = [j - e > idle + margin for e, j in raw]
-        count = sum(late)
-        pattern = count >= max(2, _LATE_SHARE * len(raw))
+        (samples,), notes = self._decide([raw], cal)
+        self._notes += notes
+        return samples
+
+    def series(
+        self,
+        fn: Callable[[], Any],
+        repetitions: int,
+        device: str,
+        flush_cache: bool,
+        lead_ms: float = 0.0,
+        calibration: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        raw = self._raw(fn, repetitions, device, flush_cache, self._pad_cycles(lead_ms, calibration))
+        return {"event_ms": [e for e, _ in raw], "join_ms": [j for _, j in raw]}
+
+    def finish_rounds(
+        self, rounds: Sequence[Any], calibration: dict[str, Any] | None, repetitions: int
+    ) -> tuple[list[list[float]], list[str]]:
+        cal = calibration or {}
+        raws: list[list[tuple[float, float]]] = []
+        for r in rounds:
+            events = _finite_list(r.get("event_ms") if isinstance(r, dict) else None, repetitions)
+            joins = _finite_list(r.get("join_ms") if isinstance(r, dict) else None, repetitions)
+            raws.append(list(zip(events, joins, strict=True)) if events and joins else [])
+        if any(not raw for raw in raws) or not all(k in cal for k in ("idle_ms", "margin_ms", "event_cost_ms")):
+            return [[] for _ in raws], []
+        return self._decide(raws, cal)
+
+    def _decide(
+        self, raws: list[list[tuple[float, float]]], cal: dict[str, Any]
+    ) -> tuple[list[list[float]], list[str]]:
+        """Samples per round from (event, join) pairs: the side-stream decision over the whole series."""
+        idle, margin, cost = float(cal["idle_ms"]), float(cal["margin_ms"]), float(cal["event_cost_ms"])
+        total = sum(len(raw) for raw in raws)
+        late = [[j - e > idle + margin for e, j in raw] for raw in raws]
+        count = sum(map(sum, late))
+        pattern = count >= max(2, _LATE_SHARE * total)
         samples = [
-            j if (pattern and is_late) else max(e - cost, 0.5 * e)
-            for (e, j), is_late in zip(raw, late, strict=True)
+            [j if (pattern and is_late) else max(e - cost, 0.5 * e) for (e, j), is_late in zip(raw, flags, strict=True)]
+            for raw, flags in zip(raws, late, strict=True)
         ]
         self.last_measure = {
-            "samples": len(raw), "late_samples": count, "side_stream": pattern,
+            "samples": total, "late_samples": count, "side_stream": pattern,
             "idle_ms": idle, "margin_ms": margin, "event_cost_ms": cost,
         }  # fmt: skip
+        notes = []
         if pattern:
-            self._notes.append(
-                f"side-stream work: {count} of {len(raw)} timed calls left work running on another stream "
+            notes.append(
+                f"side-stream work: {count} of {total} timed calls left work running on another stream "
                 f"after the calling stream finished; those calls were timed up to a device-wide "
                 f"synchronize (upper bound, includes ~{idle * 1000:.0f} us of host turnaround)"
             )
-        return samples
+        return samples, notes
 
     def timing_notes(self) -> list[str]:
         notes, self._notes = self._notes, []
         return notes
 
+    def release_memory(self, device: str) -> None:
+        self.synchronize(device)
+        empty_cache = getattr(self.runtime(), "empty_cache", None)  # torch.cuda / torch.npu
+        if callable(empty_cache):
+            empty_cache()
+
     def _measured_timing_facts(self, device: str) -> dict[str, Any]:
         """Timing facts with this process's calibration for the default cache mode filled in."""
-        self.calibration(device, self.flush_cache_by_default)
+        self.timing_calibration(device, self.flush_cache_by_default)
         return self.timing_facts(device)
 
     def timing_facts(self, device: str) -> dict[str, Any]:
         facts: dict[str, Any] = {
-            "method": "device events on the calling stream, less the events' own cost; per call a "
-            "device-wide synchronize after the end event detects unjoined work on other streams",
+            "method": "device events on the calling stream after a lead that outlasts the reference's host "
+            "time per call, less the events' own cost; per call a device-wide synchronize after the end "
+            "event detects unjoined work on other streams; correction constants from the reference worker",
             "flush_bytes": self.flush_bytes(),
-            "warm_cache_lead": "clock spin" if type(self).spin is not EventTimedBackend.spin else None,
+            "warm_cache_lead": "clock spin" if self.can_spin() else None,
             "timing_defaults": dict(self.timing_overrides),  # applied where the run kept the generic default
         }
-        for (dev, flush), (idle, margin, cost) in self._calibration.items():
+        for (dev, flush), cal in self._calibration.items():
             if dev == device:
                 mode = "flush" if flush else "warm"
-                facts[f"{mode}_idle_turnaround_ms"] = idle
-                facts[f"{mode}_side_stream_margin_ms"] = margin
-                facts[f"{mode}_event_cost_ms"] = cost
+                facts[f"{mode}_idle_turnaround_ms"] = cal["idle_ms"]
+                facts[f"{mode}_side_stream_margin_ms"] = cal["margin_ms"]
+                facts[f"{mode}_event_cost_ms"] = cal["event_cost_ms"]
+                facts[f"{mode}_lead_base_ms"] = cal["lead_base_ms"]
+                if cal.get("spin_cycles_per_ms"):
+                    facts["spin_cycles_per_ms"] = cal["spin_cycles_per_ms"]
         return facts
 
 
@@ -216,10 +336,12 @@ class GpuBackend(EventTimedBackend):
 
         torch.cuda.set_device(torch.device(device))
 
-    def spin(self, device: str) -> None:
+    staging = "cuda"
+
+    def spin(self, device: str, cycles: int = _SPIN_CYCLES) -> None:
         import torch
 
-        torch.cuda._sleep(_SPIN_CYCLES)
+        torch.cuda._sleep(int(cycles))
 
     def environment(self, device: str) -> dict[str, Any]:
         import torch
