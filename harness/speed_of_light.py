@@ -225,6 +225,14 @@ def measure_peaks(
     )
 
 
+def cpu_model() -> str:
+    """The CPU's name exactly as the CPU backend reports it (its ``device_name``): stored peaks are
+    looked up by that name."""
+    from harness.backends.cpu import _cpu_model
+
+    return _cpu_model()
+
+
 def _device_name(dev: Any) -> str:
     import torch
 
@@ -232,20 +240,6 @@ def _device_name(dev: Any) -> str:
         return cpu_model()
     runtime = getattr(torch, dev.type)
     return str(runtime.get_device_name(dev))
-
-
-def cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (what the CPU backend reports as device_name)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def cpu_cache_bytes(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int | None:

@@ -207,3 +207,19 @@ def test_reports_show_fractions_of_peak_flags_and_a_roofline() -> None:
     assert page.count("<svg") == 4 and f"roofline, {run['cases'][0]['backend']}: NVIDIA H100 SXM5 80GB" in page
     assert "3350 GB/s" in page and "fp32 67" in page  # the memory roof and a compute roof are labelled
     assert TOO_FAST in page
+
+
+def test_a_cpu_without_stored_peaks_is_measured_in_passing_with_the_widest_margin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = DevicePeaks("AMD EPYC", 20.0, {"fp32": 0.1}, 32 << 20, "measured", sol.MEASURED_MARGIN, True)
+    monkeypatch.setattr(sol, "measure_peaks", lambda device, repeats=5: taken)
+    monkeypatch.setattr(sol, "cpu_model", lambda: "AMD EPYC")
+    monkeypatch.setenv("HARNESS_PEAKS_FILE", str(tmp_path / "none.json"))
+    sol.cpu_peaks.cache_clear()
+    try:
+        peaks = peaks_for({"backend": "cpu", "device_name": "AMD EPYC"})
+        assert peaks is not None and peaks.margin == sol.IN_PASSING_MARGIN and "(in passing)" in peaks.source
+        assert peaks_for({"backend": "cpu", "device_name": "AMD EPYC"}) is peaks  # once per process
+    finally:
+        sol.cpu_peaks.cache_clear()
