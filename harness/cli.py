@@ -188,10 +188,29 @@ def _eval_options(fn: Any) -> Any:
             default=False,
             help="Build every candidate from scratch (nothing is read from or kept in the build cache).",
         ),
+        click.option(
+            "--strict",
+            metavar="IDS",
+            default=None,
+            help="Static flags of the candidate's source that fail it instead of only being reported, e.g."
+            " stream,thread,subprocess (or all); see docs/correctness.md for the flag ids.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def _strict_ids(text: str | None) -> tuple[str, ...]:
+    """The flag ids of ``--strict`` (a usage error names unknown ones)."""
+    if not text:
+        return ()
+    from harness.static_flags import parse_strict
+
+    try:
+        return tuple(sorted(parse_strict(text)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--strict") from exc
 
 
 def _eval_config(backend: str, **kw: Any) -> Any:
@@ -208,6 +227,7 @@ def _eval_config(backend: str, **kw: Any) -> Any:
         output_limit_bytes=kw["output_limit"],
         isolation=kw["isolation"],
         build_cache=_build_cache_root(kw.get("build_cache"), kw.get("no_build_cache", False)),
+        strict=_strict_ids(kw.get("strict")),
     )
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.compare import CaseComparison, Comparison, compare_runs
+from harness.speed_of_light import TOO_FAST
+from harness.static_flags import STRICT_PREFIX
 
 SCORE_RULE = (
     "score = old/new speed ratio - 1 when the output is correct and the verdict is improved or regressed; "
@@ -42,6 +44,8 @@ REASON_CODES = {
     "CRASHED": "the candidate process died (signal or exit)",
     "TIMEOUT": "no result within the timeout",
     "TIMER_UNTRUSTED": "the candidate's reported times contradict the supervisor's clock",
+    "FASTER_THAN_HARDWARE": "the candidate's time is below the device's physical floor (speed of light)",
+    "STRICT_FLAG": "--strict made a static flag of the solution's source (stream, thread, ...) a failure",
     "NO_SOLUTION": "no solution file for the case",
     "NO_BASELINE": "the baseline has no result for the case",
     "MISSING": "the candidate run has no result for the case",
@@ -94,6 +98,10 @@ def _wrong_code(side: dict[str, Any]) -> str:
     status, phase, reason = side["status"], side.get("phase"), side.get("reason") or ""
     if status == "timeout":
         return "TIMEOUT"
+    if reason.startswith(STRICT_PREFIX):
+        return "STRICT_FLAG"
+    if reason.startswith(TOO_FAST):
+        return "FASTER_THAN_HARDWARE"
     if status == "fail":
         if "modified its input" in reason:
             return "INPUTS_MODIFIED"

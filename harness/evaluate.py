@@ -22,6 +22,8 @@ from harness.backends import get_backend
 from harness.cases import Case, file_sha256
 from harness.results import CaseResult, CorrectnessReport
 from harness.scoring import apply_score
+from harness.speed_of_light import DevicePeaks, assess, dtype_class, too_fast
+from harness.static_flags import scan_file, strict_failures
 from harness.supervisor import (
     FileWatch,
     WorkerCrashed,
@@ -75,6 +77,7 @@ class EvalConfig:
     output_limit_bytes: int = 16 * 1024
     isolation: str = "process"  # process | none
     build_cache: str | None = None  # folder that keeps candidates' builds between runs (build_cache.py)
+    strict: tuple[str, ...] = ()  # static flags (harness.static_flags) that fail a candidate
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class EvalConfig:
             "output_limit_bytes": self.output_limit_bytes,
             "isolation": self.isolation,
             "build_cache": self.build_cache,
+            "strict": list(self.strict),
         }
 
 
@@ -124,12 +128,15 @@ def evaluate(
     device: str,
     flush_cache: bool,
     watch: FileWatch | None = None,
+    device_env: dict[str, Any] | None = None,
 ) -> CaseResult:
     """Evaluate ``task``; never raises for anything the case or candidate does.
 
     ``start_candidate`` gives a fresh candidate worker with its own scratch folder (removed here).
     ``watch``, when given, is checked after the candidate's processes are gone if the candidate was
     not confined by Landlock: a changed file outside its scratch folder makes the result an error.
+    ``device_env`` (the reference worker's environment block) gives the device's peaks for the
+    speed-of-light figures and floor.
     """
     started = time.monotonic()
     deadline = started + config.timeout_s
@@ -150,6 +157,11 @@ def evaluate(
         result.reason = f"no solution file for {case.name} (expected <solutions>/{case.tier}/{case.name}.py)"
         return _finish(result, started)
     result.solution_sha256 = file_sha256(task.solution)
+    result.flags = scan_file(task.solution, case.path)
+    failure = strict_failures(result.flags, set(config.strict))
+    if failure:
+        result.status, result.reason = "fail", failure
+        return _finish(result, started)
     seeds = seeds_for(run_seed, task, config.trials)
     case_json = {"name": case.name, "tier": case.tier, "path": str(case.path.resolve())}
     left = lambda: deadline - time.monotonic()  # noqa: E731
@@ -206,6 +218,7 @@ def evaluate(
             return _finish(result, started)
 
         problem = _measure(result, timing, reference, candidate, flush_cache, left, base)
+        problem = problem or _speed_of_light(result, meta, device_env)
         if problem:
             result.reason = problem
             return _finish(result, started)
@@ -224,6 +237,7 @@ def evaluate(
                 fresh = reference.call("stage", left(), key="fresh") if staged else None
                 _, forward = candidate.call_forwarding("fresh_output", left(), staged=fresh)
             verdict = reference.call("compare", left(), key=key, forward=forward)
+            correctness.record(verdict)
             setattr(correctness, field_name, verdict["ok"])
             if not verdict["ok"]:
                 result.status = "fail"
@@ -263,6 +277,23 @@ def evaluate(
                 remove_scratch(candidate.scratch)
         _release_reference(reference)
     return _finish(result, started)
+
+
+def _speed_of_light(result: CaseResult, meta: dict[str, Any], device_env: dict[str, Any] | None) -> str | None:
+    """Fill the speed-of-light figures; the reason when the candidate is faster than the hardware allows."""
+    peaks = (device_env or {}).get("peaks")
+    if not peaks or result.solution_timing is None or result.reference_timing is None:
+        return None
+    traffic = sum(int(meta.get(k) or 0) for k in ("input_bytes", "param_bytes", "output_bytes"))
+    result.speed_of_light = assess(
+        result.flops,
+        traffic,
+        dtype_class(meta.get("dtypes") or []),
+        DevicePeaks.from_json(peaks),
+        result.solution_timing.median_ms,
+        result.reference_timing.median_ms,
+    )
+    return too_fast(result.speed_of_light)
 
 
 def _prepare_staging(
@@ -338,12 +369,7 @@ def _check_correctness(
             report.inputs_unchanged = False
             report.first_failure = result.reason = f"trial {index}: the candidate modified its input tensors"
             return False
-        for name in ("max_abs_error", "max_rel_error"):
-            value = verdict.get(name)
-            if value is not None:
-                current = getattr(report, name)
-                setattr(report, name, value if current is None else max(current, value))
-        report.mismatched_fraction = verdict.get("mismatched_fraction")
+        report.record(verdict)
         if index == 0:
             report.output_fingerprint = verdict.get("output_fingerprint")
         if not verdict["ok"]:

@@ -6,12 +6,25 @@ mailed and still shows everything. Plots come from `harness.svg_plots`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
 from harness.render_table import fmt_change, fmt_ci, fmt_p, fmt_speedup
-from harness.svg_plots import BAD, FASTER, NEUTRAL, SLOWER, Bar, Interval, bar_chart, forest_plot, histogram
+from harness.speed_of_light import peak_fraction
+from harness.svg_plots import (
+    BAD,
+    FASTER,
+    NEUTRAL,
+    SLOWER,
+    Bar,
+    Interval,
+    RooflinePoint,
+    bar_chart,
+    forest_plot,
+    histogram,
+    roofline,
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1000px;color:#222;
@@ -149,9 +162,12 @@ def run_html(payload: dict[str, Any]) -> str:
         "<h2>Distribution</h2>",
         f'<div class="plot">{histogram(speedups, "distribution of speedups (passing cases)")}</div>',
     ]
+    sections += _roofline_sections(cases, label)
     rows = []
     for c in cases:
         ref, sol = (c.get("timing") or {}).get("reference"), (c.get("timing") or {}).get("solution")
+        achieved = (c.get("speed_of_light") or {}).get("candidate") or {}
+        flags = c.get("flags") or []
         rows.append(
             [
                 (escape(label(c)), ""),
@@ -160,16 +176,54 @@ def run_html(payload: dict[str, Any]) -> str:
                 (_num(ref["median_ms"] if ref else None, ".4g"), "n"),
                 (_num(sol["median_ms"] if sol else None, ".4g"), "n"),
                 (_num(sol["cv"] if sol else None, ".0%"), "n"),
+                (_num(achieved.get("gbps"), ".4g"), "n"),
+                (_num(achieved.get("tflops"), ".3g"), "n"),
+                (_num(peak_fraction(c.get("speed_of_light")), ".0%"), "n"),
                 (f"{c['weighted_score']:.1f}", "n"),
+                (
+                    "<br>".join(
+                        f'<span title="{escape(f["message"])}">{escape(f["id"])} (line {f.get("line") or "-"})</span>'
+                        for f in flags
+                    ),
+                    "reason",
+                ),
                 (escape((c.get("reason") or "")[:400]) if c["status"] != "pass" else "", "reason"),
             ]
         )
-    sections += [
-        "<h2>Cases</h2>",
-        _table(["case", "status", "speedup", "ref ms", "new ms", "cv", "score", "reason"], rows),
-    ]
+    header = ["case", "status", "speedup", "ref ms", "new ms", "cv", "GB/s", "TFLOP/s", "% of peak", "score"]
+    sections += ["<h2>Cases</h2>", _table([*header, "flags", "reason"], rows)]
     title = f"Kernel benchmark: {payload.get('solutions')}"
     return _page(title, _meta(payload), sections)
+
+
+def _roofline_sections(cases: Sequence[dict[str, Any]], label: Callable[[dict[str, Any]], str]) -> list[str]:
+    """One roofline per device (the peaks the cases were measured against): each case's candidate as a
+    filled point coloured by status, its reference as a hollow one. Nothing without speed-of-light data."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in cases:
+        sol = c.get("speed_of_light")
+        if sol and sol.get("flops") and sol.get("bytes_moved"):
+            groups.setdefault(f"{c['backend']}: {sol['peaks']['name']}", []).append(c)
+    sections = []
+    for title, members in groups.items():
+        peaks = members[0]["speed_of_light"]["peaks"]
+        points = []
+        for c in members:
+            sol = c["speed_of_light"]
+            intensity = sol["flops"] / sol["bytes_moved"]
+            for side, hollow in (("reference", True), ("candidate", False)):
+                achieved = sol.get(side) or {}
+                if achieved.get("tflops"):
+                    color = NEUTRAL if hollow else STATUS_COLOR.get(c["status"], NEUTRAL)
+                    points.append(RooflinePoint(label(c), intensity, achieved["tflops"], color, hollow, side))
+        plot = roofline(points, peaks.get("memory_gbps"), peaks.get("tflops") or {}, f"roofline, {title}")
+        sections += [
+            f"<h2>Roofline: {escape(title)}</h2>",
+            f'<p class="meta">Peaks: {escape(peaks["source"])}. Filled: candidate (colour: status); '
+            "hollow: reference. FLOPs and bytes from the case (bytes: every input, parameter and output once).</p>",
+            f'<div class="plot">{plot}</div>',
+        ]
+    return sections
 
 
 def comparison_html(payload: dict[str, Any]) -> str:

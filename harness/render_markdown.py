@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.render_table import fmt_change, fmt_ci, fmt_p, fmt_speedup
+from harness.speed_of_light import peak_fraction
 
 FOLD_AFTER = 25  # case tables longer than this go inside <details>
 REASON_CHARS = 240
@@ -92,12 +93,14 @@ def run_markdown(payload: dict[str, Any]) -> str:
                 _num(ref["median_ms"] if ref else None, ".4g"),
                 _num(sol["median_ms"] if sol else None, ".4g"),
                 _num(sol["cv"] if sol else None, ".0%"),
+                _num(peak_fraction(c.get("speed_of_light")), ".0%"),
                 f"{c['weighted_score']:.1f}",
+                ", ".join(sorted({f["id"] for f in c.get("flags") or []})),
             ]
         )
-    header = ["tier", "case", "status", "speedup", "ref ms", "new ms", "cv", "score"]
+    header = ["tier", "case", "status", "speedup", "ref ms", "new ms", "cv", "% of peak", "score", "flags"]
     out += ["", "### Cases", ""]
-    out += _fold(f"All {len(cases)} cases", table(header, case_rows, (3, 4, 5, 6, 7)), len(case_rows))
+    out += _fold(f"All {len(cases)} cases", table(header, case_rows, (3, 4, 5, 6, 7, 8)), len(case_rows))
     failures = [c for c in cases if c["status"] in ("fail", "error", "timeout")]
     if failures:
         out += ["", f"### Failures ({len(failures)})", ""]
@@ -106,6 +109,15 @@ def run_markdown(payload: dict[str, Any]) -> str:
             f"{cell(_cut(c.get('reason')))}"
             for c in failures
         ]
+    flagged = [c for c in cases if c.get("flags")]
+    if flagged:
+        lines = [
+            f"- `{c['tier']}/{c['name']}`: "
+            + "; ".join(cell(f"{f['id']} (line {f.get('line') or '-'}: {f['message']})") for f in c["flags"])
+            for c in flagged
+        ]
+        out += ["", f"### Static flags ({len(flagged)} cases)", ""]
+        out += _fold(f"Flags of {len(flagged)} cases", lines, len(lines))
     return "\n".join(out) + "\n"
 
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.results import CaseResult
+from harness.speed_of_light import describe, peak_fraction
 
 STATUS_STYLE = {"pass": "green", "fail": "red", "error": "red", "timeout": "magenta", "skipped": "dim"}
 
@@ -26,7 +27,8 @@ def results_table(results: Sequence[CaseResult], title: str = "results") -> Tabl
     columns = [("backend", "left")] if several else []
     columns += [
         ("tier", "left"), ("case", "left"), ("status", "left"), ("speedup", "right"), ("ref ms", "right"),
-        ("new ms", "right"), ("cv", "right"), ("score", "right"), ("reason", "left"),
+        ("new ms", "right"), ("cv", "right"), ("peak", "right"), ("score", "right"), ("flags", "left"),
+        ("reason", "left"),
     ]  # fmt: skip
     for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=column != "reason")  # type: ignore[arg-type]
@@ -41,7 +43,9 @@ def results_table(results: Sequence[CaseResult], title: str = "results") -> Tabl
             _fmt(r.reference_timing.median_ms if r.reference_timing else None, ".3f"),
             _fmt(r.solution_timing.median_ms if r.solution_timing else None, ".3f"),
             _fmt(r.solution_timing.cv if r.solution_timing else None, ".1%"),
+            _fmt(peak_fraction(r.speed_of_light.to_json() if r.speed_of_light else None), ".0%"),
             _fmt(r.weighted_score, ".1f"),
+            escape(",".join(sorted({f.id for f in r.flags}))),
             escape((r.reason or "")[:200]) if r.status != "pass" else "",
         )
     return table
@@ -76,6 +80,13 @@ def case_panel(result: CaseResult) -> Panel:
             f"correctness: {c.passed_trials}/{c.trials} trials; max abs error {_fmt(c.max_abs_error, '.3g')}, "
             f"max rel error {_fmt(c.max_rel_error, '.3g')} (atol {c.atol:g}, rtol {c.rtol:g})"
         )
+        if c.normalized_error is not None or c.centered_error is not None or c.gate:
+            lines.append(
+                f"scale-free: normalized error {_fmt(c.normalized_error, '.3g')} "
+                f"(tol {_fmt(c.normalized_tol, '.3g')}), centred error {_fmt(c.centered_error, '.3g')} "
+                f"(tol {_fmt(c.centered_tol, '.3g')})"
+                + (f"; failed gate: {c.gate}" if c.gate else "")
+            )
     if result.reference_timing and result.solution_timing:
         ref, sol = result.reference_timing, result.solution_timing
         lines.append(
@@ -84,6 +95,10 @@ def case_panel(result: CaseResult) -> Panel:
         )
     if result.speedup:
         lines.append(f"speedup {result.speedup:.3f}x, score {result.score:.1f} (weighted {result.weighted_score:.1f})")
+    if result.speed_of_light:
+        lines.append(f"speed of light: {escape(describe(result.speed_of_light.to_json()))}")
+    for flag in result.flags:
+        lines.append(f"[yellow]flag[/] {escape(str(flag))}")
     if result.stderr.strip():
         tail = result.stderr.strip().splitlines()[-5:]
         lines.append("candidate stderr (last lines):\n  " + escape("\n  ".join(tail)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.speed_of_light import SpeedOfLight
+from harness.static_flags import Flag
 from harness.timing import TimingStats
 
 STATUSES = ("pass", "fail", "error", "timeout", "skipped")
@@ -27,6 +29,27 @@ class CorrectnessReport:
     first_failure: str | None = None
     output_fingerprint: str | None = None  # sha256 of trial 0's outputs rounded to atol (reference worker)
     staged_inputs: bool | None = None  # the candidate ran on inputs staged by the reference (harness.exchange)
+    # The second gate (harness.correctness): worst scale-free errors over every comparison, their
+    # tolerances, and the check that failed first (structure, non_finite, elementwise, normalized, constant).
+    gate: str | None = None
+    normalized_error: float | None = None
+    normalized_tol: float | None = None
+    centered_error: float | None = None
+    centered_tol: float | None = None
+
+    def record(self, verdict: dict[str, Any]) -> None:
+        """Fold one comparison verdict (``Comparison`` as a dict, from the reference worker) into the
+        report: worst errors, latest tolerances, and the gate of the first failure."""
+        for name in ("max_abs_error", "max_rel_error", "normalized_error", "centered_error"):
+            value = verdict.get(name)
+            if isinstance(value, (int, float)):
+                current = getattr(self, name)
+                setattr(self, name, float(value) if current is None else max(current, float(value)))
+        for name in ("mismatched_fraction", "normalized_tol", "centered_tol"):
+            if verdict.get(name) is not None:
+                setattr(self, name, verdict[name])
+        if not verdict.get("ok", True) and self.gate is None:
+            self.gate = verdict.get("gate")
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -70,6 +93,8 @@ class CaseResult:
     timed_time_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    speed_of_light: SpeedOfLight | None = None
+    flags: list[Flag] = field(default_factory=list)  # harness.static_flags findings on the solution file
 
     @property
     def correct(self) -> bool:
@@ -109,6 +134,8 @@ class CaseResult:
             "overhead_s": max(0.0, self.wall_time_s - self.timed_time_s),
             "warnings": list(self.warnings),
             "attempts": list(self.attempts),
+            "speed_of_light": self.speed_of_light.to_json() if self.speed_of_light else None,
+            "flags": [f.to_json() for f in self.flags],
         }
 
     @classmethod
@@ -149,4 +176,6 @@ class CaseResult:
             timed_time_s=data.get("timed_time_s", 0.0),
             warnings=list(data.get("warnings", [])),
             attempts=list(data.get("attempts", [])),
+            speed_of_light=SpeedOfLight.from_json(data["speed_of_light"]) if data.get("speed_of_light") else None,
+            flags=[Flag.from_json(f) for f in data.get("flags") or []],
         )

@@ -25,7 +25,7 @@ LEADERBOARD_NAME = "leaderboard.json"
 # Options that define a run and are restored from the journal on --resume.
 _RUN_KEYS = (
     "backend", "solutions", "suite", "tiers", "names", "keyword", "devices", "pass_n", "timeout_s", "trials",
-    "seed", "budget_ms", "rounds", "flush_cache", "isolation", "output_limit",
+    "seed", "budget_ms", "rounds", "flush_cache", "isolation", "output_limit", "strict",
 )  # fmt: skip
 
 

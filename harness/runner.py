@@ -358,6 +358,7 @@ class Runner:
                             device,
                             flush,
                             self.watch,
+                            environment.get(device),
                         )
                     )
                     if not pending.empty() or task is not tasks[-1]:
@@ -429,6 +430,7 @@ def evaluate_single(
             device,
             flush,
             watch,
+            environment.get(device),
         )
     finally:
         reference.close()

@@ -211,3 +211,102 @@ def forest_plot(rows: Sequence[Interval], title: str, band: tuple[float, float] 
             f"{escape(_fmt_tick(r.estimate, True))}</text>"
         )
     return _svg(height, body, title)
+
+
+@dataclass(frozen=True)
+class RooflinePoint:
+    """One case on a roofline: arithmetic intensity (FLOPs per byte) and achieved TFLOP/s."""
+
+    label: str
+    intensity: float
+    tflops: float
+    color: str
+    hollow: bool = False  # the reference's point, drawn beside the candidate's
+    note: str = ""
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    return [10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+
+
+def _fmt_si(value: float) -> str:
+    return f"{value:g}" if 1e-3 <= value < 1e4 else f"{value:.0e}"
+
+
+def roofline(
+    points: Sequence[RooflinePoint], memory_gbps: float | None, peaks_tflops: dict[str, float], title: str
+) -> str:
+    """Achieved TFLOP/s against arithmetic intensity on log-log axes, under the device's roofs: the
+    memory roof (TFLOP/s = FLOPs/byte x GB/s / 1000) and one flat compute roof per dtype class."""
+    height, top, bottom, left, right = 420, 40, 370, 70, WIDTH - 150
+    body = [f'<text x="8" y="18" font-size="14" font-weight="600">{escape(title)}</text>']
+    shown = [p for p in points if p.intensity > 0 and p.tflops > 0 and math.isfinite(p.intensity * p.tflops)]
+    roofs = {k: v for k, v in peaks_tflops.items() if v > 0}
+    if not shown:
+        body.append(f'<text x="{left}" y="{top + 40}" fill="#555">no case with FLOPs, bytes and a time to plot</text>')
+        return _svg(height, body, title)
+    xs = [p.intensity for p in shown]
+    ys = [p.tflops for p in shown] + list(roofs.values())
+    if memory_gbps:
+        xs += [v * 1000.0 / memory_gbps for v in roofs.values()]  # ridge points
+    x_lo, x_hi = min(xs) / 2, max(xs) * 2
+    y_lo, y_hi = min(ys) / 2, max(ys) * 2
+
+    def px(x: float) -> float:
+        return left + (math.log10(x) - math.log10(x_lo)) / (math.log10(x_hi) - math.log10(x_lo)) * (right - left)
+
+    def py(y: float) -> float:
+        return bottom - (math.log10(y) - math.log10(y_lo)) / (math.log10(y_hi) - math.log10(y_lo)) * (bottom - top)
+
+    for tick in _log_ticks(x_lo, x_hi):
+        if x_lo <= tick <= x_hi:
+            body.append(f'<line x1="{px(tick):.1f}" y1="{top}" x2="{px(tick):.1f}" y2="{bottom}" stroke="#eee"/>')
+            body.append(f'<text x="{px(tick):.1f}" y="{bottom + 14}" text-anchor="middle" fill="#555">'
+                        f"{_fmt_si(tick)}</text>")
+    for tick in _log_ticks(y_lo, y_hi):
+        if y_lo <= tick <= y_hi:
+            body.append(f'<line x1="{left}" y1="{py(tick):.1f}" x2="{right}" y2="{py(tick):.1f}" stroke="#eee"/>')
+            body.append(f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" text-anchor="end" fill="#555">'
+                        f"{_fmt_si(tick)}</text>")
+    body.append(f'<text x="{(left + right) / 2}" y="{bottom + 30}" text-anchor="middle" fill="#555">'
+                "arithmetic intensity (FLOPs per byte moved, log scale)</text>")
+    body.append(f'<text x="14" y="{(top + bottom) / 2}" text-anchor="middle" fill="#555" '
+                f'transform="rotate(-90 14 {(top + bottom) / 2})">TFLOP/s (log scale)</text>')
+    top_roof = max(roofs.values()) if roofs else y_hi
+    if memory_gbps:
+        x_end = min(x_hi, top_roof * 1000.0 / memory_gbps)
+        y_start = x_lo * memory_gbps / 1000.0
+        if y_start < y_lo:  # start the diagonal where it enters the plot
+            x_start, y_start = y_lo * 1000.0 / memory_gbps, y_lo
+        else:
+            x_start = x_lo
+        body.append(
+            f'<line x1="{px(x_start):.1f}" y1="{py(y_start):.1f}" x2="{px(x_end):.1f}" '
+            f'y2="{py(x_end * memory_gbps / 1000.0):.1f}" stroke="#333" stroke-width="1.5">'
+            f"<title>memory roof: {memory_gbps:g} GB/s</title></line>"
+        )
+        x_mid = math.sqrt(x_start * x_end)  # the label sits halfway along the roof, turned with it
+        (ax, ay), (bx, by) = (px(x_start), py(y_start)), (px(x_end), py(x_end * memory_gbps / 1000.0))
+        angle = math.degrees(math.atan2(by - ay, bx - ax))
+        mx, my = px(x_mid), py(x_mid * memory_gbps / 1000.0) - 6
+        body.append(f'<text x="{mx:.1f}" y="{my:.1f}" fill="#333" text-anchor="middle" '
+                    f'transform="rotate({angle:.1f} {mx:.1f} {my:.1f})">{memory_gbps:g} GB/s</text>')
+    merged: dict[float, list[str]] = {}  # classes with the same peak share one roof (fp32 and fp64 on an H100)
+    for name, value in roofs.items():
+        merged.setdefault(value, []).append(name)
+    for value, names in sorted(merged.items()):
+        name = "/".join(names)
+        ridge = value * 1000.0 / memory_gbps if memory_gbps else x_lo
+        x0 = px(max(ridge, x_lo))
+        body.append(f'<line x1="{x0:.1f}" y1="{py(value):.1f}" x2="{right}" y2="{py(value):.1f}" stroke="#333" '
+                    f'stroke-dasharray="4 3"><title>{escape(name)} peak: {value:g} TFLOP/s</title></line>')
+        body.append(f'<text x="{right + 4}" y="{py(value) + 4:.1f}" fill="#333">{escape(name)} {value:g}</text>')
+    for p in shown:
+        x, y = px(p.intensity), py(p.tflops)
+        fill = "none" if p.hollow else p.color
+        tip = f"{p.label}: {p.intensity:.3g} FLOPs/byte, {p.tflops:.3g} TFLOP/s" + (f" ({p.note})" if p.note else "")
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="{p.color}" stroke-width="1.5">'
+                    f"<title>{escape(tip)}</title></circle>")
+        if not p.hollow:
+            body.append(f'<text x="{x + 6:.1f}" y="{y + 4:.1f}" font-size="10" fill="#555">{escape(p.label)}</text>')
+    return _svg(height, body, title)

@@ -234,6 +234,11 @@ class ReferenceSession(_Session):
             "outputs": len(self.expected["timed"]),
             "staging": staging,
             "stage_bytes": exchange.layout_bytes(layout) if layout is not None else 0,
+            # for the speed of light (harness.speed_of_light): weights are read on every call too
+            "param_bytes": _nbytes(_model_tensors(self.model)),
+            "dtypes": sorted(
+                {str(t.dtype) for t in (self.timing_inputs or []) + self.expected["timed"] if _is_tensor(t)}
+            ),
         }
 
     def _keep_inputs(self, inputs: list[Any]) -> bool:
@@ -358,6 +363,8 @@ class ReferenceSession(_Session):
         """The backend's facts about this worker's device (asked once per run)."""
         import torch
 
+        from harness import speed_of_light
+
         env = self.backend.environment(self.device)
         env["torch"] = torch.__version__
         try:
@@ -366,6 +373,8 @@ class ReferenceSession(_Session):
             env["triton"] = triton.__version__
         except Exception:
             env["triton"] = None
+        peaks = speed_of_light.peaks_for(env)  # measured here for a CPU, in the trusted process
+        env["peaks"] = peaks.to_json() if peaks else None
         return env
 
     def finish(self) -> dict[str, Any]:
@@ -631,6 +640,14 @@ def _same(before: list[Any], after: list[Any]) -> bool:
         if not (torch.equal(nan_b, nan_a) and torch.equal(b.masked_fill(nan_b, 0), a.masked_fill(nan_a, 0))):
             return False
     return True
+
+
+def _model_tensors(model: Any) -> list[Any]:
+    """The parameters and buffers of a module (nothing for a plain callable)."""
+    try:
+        return list(model.parameters()) + list(model.buffers())
+    except Exception:  # noqa: BLE001 - a Model need not be an nn.Module
+        return []
 
 
 def _nbytes(tensors: list[Any]) -> int:

@@ -118,6 +118,11 @@ def test_unknown_cases_have_null_scores_and_block_acceptance() -> None:
             "TIMER_UNTRUSTED",
         ),
         (
+            ("error", "measuring_solution", "faster than the hardware allows: 0.001 ms is below the floor of 0.6 ms"),
+            "FASTER_THAN_HARDWARE",
+        ),
+        (("fail", "loading_modules", "static flags made failures by --strict: thread (line 3: ...)"), "STRICT_FLAG"),
+        (
             (
                 "timeout",
                 "measuring_solution",

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from harness.cases import Case, case_from_file, import_file, load_case
+from harness.correctness import compare_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,6 +151,8 @@ def check_small(solution: Path) -> None:
         for e, g in zip(expected, got, strict=True):
             assert type(g) is torch.Tensor and g.shape == e.shape and g.dtype == e.dtype
             torch.testing.assert_close(g, e, atol=loaded.atol, rtol=loaded.rtol, equal_nan=False)
+        verdict = compare_outputs(expected, got, loaded.atol, loaded.rtol)  # both gates, as the harness judges
+        assert verdict.ok, verdict.reason
 
 
 @pytest.fixture(scope="module")

@@ -135,6 +135,11 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
 )
 @click.option("--isolation", type=click.Choice(["process", "none"]), default="process", show_default=True)
 @click.option("--profile-calls", type=click.IntRange(min=3), default=30, show_default=True)
+@click.option(
+    "--peaks", is_flag=True,
+    help="Only measure the device's memory bandwidth and matmul throughput (seconds), keep them for the "
+    "speed-of-light figures of later runs on this host, and stop.",
+)  # fmt: skip
 def calibrate(**kw: Any) -> None:
     """Measure the measurement: A/A precision, known effects and accuracy against the profiler.
 
@@ -144,6 +149,10 @@ def calibrate(**kw: Any) -> None:
     triton.testing.do_bench (defaults, median). Writes a schema-validated artifact (--out).
     """
     from rich.console import Console
+
+    if kw["peaks"]:
+        _measure_peaks(kw["backend"], kw["device_index"], Console(highlight=False))
+        return
 
     from harness.artifacts import write_artifact
     from harness.calibrate import CalibrationConfig, calibration_payload, run_calibration
@@ -207,6 +216,34 @@ def calibrate(**kw: Any) -> None:
     console.print(f"wrote {kw['out']}")
     if any(c.status != "ok" for c in cases):
         raise SystemExit(1)
+
+
+def _measure_peaks(backend_name: str, device_index: int, console: Any) -> None:
+    """Measure peaks in a child process (this one never touches the device) and store them."""
+    import json
+    import subprocess
+    import tempfile
+
+    from harness.backends import get_backend
+    from harness.errors import EnvironmentUnavailable
+    from harness.speed_of_light import DevicePeaks, known_peaks, store_measured
+
+    device = get_backend(backend_name).select_devices([str(device_index)])[0][0]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "peaks.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.speed_of_light", "measure", device, str(out)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if proc.returncode != 0 or not out.is_file():
+            raise EnvironmentUnavailable(f"measuring the peaks of {device} failed: {proc.stderr.strip()[-500:]}")
+        peaks = DevicePeaks.from_json(json.loads(out.read_text()))
+    where = store_measured(peaks)
+    figures = ", ".join(f"{name} {value:.4g} TFLOP/s" for name, value in peaks.tflops.items())
+    console.print(f"{peaks.name}: memory {peaks.memory_gbps:.4g} GB/s, {figures}; stored in {where}")
+    datasheet = known_peaks(peaks.name)
+    if datasheet is not None:
+        console.print(f"speed-of-light figures of this device keep using the {datasheet.source}")
 
 
 class _Progress:
