@@ -50,6 +50,10 @@ class EventTimedBackend(Backend):
     """Shared by the CUDA and Ascend backends: device events, lead kernel, side-stream detection."""
 
     flush_cache_by_default = True
+    # Most device events one series may hold at once (three per timed call); None: one set of events
+    # per call. A backend whose device has few events sets it: the series is then timed in chunks
+    # that reuse the same events, read back after each chunk.
+    max_events_per_series: int | None = None
 
     def __init__(self) -> None:
         self._flush_buffers: dict[str, Any] = {}
@@ -97,23 +101,28 @@ class EventTimedBackend(Backend):
         """(end − start, join − start) in ms for each call."""
         rt = self.runtime()
         stream = rt.current_stream(device)
+        chunk = repetitions if self.max_events_per_series is None else max(1, self.max_events_per_series // 3)
         events = [
             (rt.Event(enable_timing=True), rt.Event(enable_timing=True), rt.Event(enable_timing=True))
-            for _ in range(repetitions)
+            for _ in range(min(chunk, repetitions))
         ]
-        for start, end, join in events:
-            self._lead(device, flush_cache)
-            start.record(stream)
-            fn()
-            end.record(stream)
-            # Poll rather than block: the synchronize below then only waits for other streams, and
-            # the host is awake when it returns, so join − end stays short and steady.
-            while not end.query():
-                pass
-            rt.synchronize(device)  # device-wide: also streams the call created itself
-            join.record(stream)
-        rt.synchronize(device)
-        return [(float(s.elapsed_time(e)), float(s.elapsed_time(j))) for s, e, j in events]
+        raw: list[tuple[float, float]] = []
+        while len(raw) < repetitions:
+            batch = events[: repetitions - len(raw)]
+            for start, end, join in batch:
+                self._lead(device, flush_cache)
+                start.record(stream)
+                fn()
+                end.record(stream)
+                # Poll rather than block: the synchronize below then only waits for other streams, and
+                # the host is awake when it returns, so join − end stays short and steady.
+                while not end.query():
+                    pass
+                rt.synchronize(device)  # device-wide: also streams the call created itself
+                join.record(stream)
+            rt.synchronize(device)  # every event of the batch has completed: read them, then reuse them
+            raw += [(float(s.elapsed_time(e)), float(s.elapsed_time(j))) for s, e, j in batch]
+        return raw
 
     def calibration(self, device: str, flush_cache: bool) -> tuple[float, float, float]:
         """(idle turnaround, margin, event cost) in ms, from empty calls; measured once per mode."""
@@ -174,6 +183,8 @@ class EventTimedBackend(Backend):
             "warm_cache_lead": "clock spin" if type(self).spin is not EventTimedBackend.spin else None,
             "timing_defaults": dict(self.timing_overrides),  # applied where the run kept the generic default
         }
+        if self.max_events_per_series is not None:
+            facts["max_events_per_series"] = self.max_events_per_series
         for (dev, flush), (idle, margin, cost) in self._calibration.items():
             if dev == device:
                 mode = "flush" if flush else "warm"
