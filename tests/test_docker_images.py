@@ -149,5 +149,6 @@ def test_ascend_image_installs_cann_packages_first_and_checks_triton_like_a_kern
     assert install and install[0] < torch  # numpy below 2 is in place before anything can pull numpy 2
     check = next(v for v in runs if "self_check.py" in v)
     for needed in ("from triton.backends import backends", "NPUDriver.is_active()", "bishengir-compile",
-                   "cann-requirements.txt", '"protobuf"', '"numpy"'):  # fmt: skip
+                   "cann-requirements.txt", '"protobuf"', '"numpy"',
+                   "/usr/local/bin/ascend-env python3 /tmp/self_check.py"):  # fmt: skip
         assert needed in check, needed
