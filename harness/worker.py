@@ -460,7 +460,8 @@ class Guard:
         module = getattr(torch, "npu", None) or sys.modules.get("torch_npu.npu")
         if not isinstance(module, types.ModuleType):
             return
-        self._entries.append(("torch", vars(torch), "npu", module, None))
+        if vars(torch).get("npu") is module:
+            self._entries.append(("torch", vars(torch), "npu", module, None))
         self._add_module("torch.npu", module, public_only=True)
         for name in ("Event", "Stream"):
             cls = vars(module).get(name)
