@@ -27,8 +27,11 @@ from harness.errors import BadInput, CaseLoadError
 TIER_PATTERN = re.compile(r"^t(\d+)$")
 BACKEND_NAMES = ("cpu", "gpu", "npu")
 DEFAULT_TOLERANCE = 1e-2
-# Imports that tie a case to one backend; a case that imports one is skipped elsewhere.
-BACKEND_ONLY_IMPORTS = {"torch_npu": "npu", "triton_ascend": "npu"}
+# Imports that tie a case to one backend; a case that imports one is skipped elsewhere. Only module
+# names a real install provides belong here: triton-ascend installs its compiler as the package
+# `triton` (like upstream Triton, so `import triton` says nothing about the device), and no
+# `triton_ascend` module exists. What only an NPU machine has is torch_npu.
+BACKEND_ONLY_IMPORTS = {"torch_npu": "npu"}
 
 
 @dataclass(frozen=True)

@@ -692,6 +692,7 @@ class Guard:
             module = sys.modules.get(name)
             if module is not None:
                 guard._add_module(name, module, public_only=True)
+        guard._add_npu(torch)
         guard._add_class("torch.Tensor", torch.Tensor)
         guard._add_class("torch._C.TensorBase", torch._C.TensorBase)
         from multiprocessing import connection
@@ -707,6 +708,24 @@ class Guard:
         for instance in instances:
             guard._instances.append((type(instance).__qualname__, instance))
         return guard
+
+    def _add_npu(self, torch: Any) -> None:
+        """``torch.npu`` (torch_npu's device module, also ``torch_npu.npu``) when torch_npu is loaded.
+
+        The NPU backend times with its ``Event``, ``current_stream`` and ``synchronize``: a candidate that
+        replaced one of them, a method of ``Event`` or ``Stream``, or ``torch.npu`` itself could fake its
+        own times on an NPU run.
+        """
+        module = getattr(torch, "npu", None) or sys.modules.get("torch_npu.npu")
+        if not isinstance(module, types.ModuleType):
+            return
+        if vars(torch).get("npu") is module:
+            self._entries.append(("torch", vars(torch), "npu", module, None))
+        self._add_module("torch.npu", module, public_only=True)
+        for name in ("Event", "Stream"):
+            cls = vars(module).get(name)
+            if isinstance(cls, type):
+                self._add_class(f"torch.npu.{name}", cls)
 
     def _add_module(self, label: str, module: types.ModuleType, public_only: bool = False) -> None:
         namespace = vars(module)

@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import apply_sizes, case_from_file, discover, import_file, load_case, solution_paths
+from harness.cases import (
+    BACKEND_ONLY_IMPORTS,
+    apply_sizes,
+    case_from_file,
+    discover,
+    import_file,
+    load_case,
+    solution_paths,
+)
 from harness.errors import BadInput, CaseLoadError
 
 
@@ -90,3 +98,25 @@ def test_solution_lookup_tiered_flat_and_attempt_folder(suite: Path, tmp_path: P
     (folder / "b.py").write_text("")
     (folder / "a.py").write_text("")
     assert solution_paths(sols, case) == [folder / "a.py", folder / "b.py"]
+
+
+@pytest.mark.parametrize(
+    ("imports", "backends"),
+    [
+        ("import torch_npu", ("npu",)),
+        ("import torch_npu.npu as npu", ("npu",)),
+        ("from torch_npu.contrib import transfer_to_npu", ("npu",)),
+        # triton-ascend's kernels import `triton`, exactly like CUDA ones: nothing backend-only in that
+        ("import triton\nimport triton.language as tl", ("cpu", "gpu", "npu")),
+    ],
+)
+def test_only_torch_npu_ties_a_case_to_the_npu_backend(tmp_path: Path, imports: str, backends: tuple[str, ...]) -> None:
+    path = tmp_path / "t1" / "case.py"
+    path.parent.mkdir()
+    path.write_text(f"{imports}\n")
+    assert case_from_file(path).backends == backends
+
+
+def test_backend_only_imports_name_only_modules_that_an_install_provides() -> None:
+    # triton-ascend ships the package `triton`; a `triton_ascend` entry could never match a real case
+    assert BACKEND_ONLY_IMPORTS == {"torch_npu": "npu"}

@@ -294,6 +294,20 @@ def test_the_lead_outlasts_the_reference_host_time_and_both_sides_get_the_same_p
     assert backend.rt.now - start == pytest.approx(4 * (lead + 0.25 + backend.rt.wake_ms) + backend.rt.wake_ms)
 
 
+def test_a_capped_series_reuses_its_events_chunk_by_chunk_and_times_every_call() -> None:
+    backend = FakeBackend()
+    backend.max_events_per_series = 9  # three calls per chunk: 50 calls take 17 chunks
+    created = []
+    make_event = backend.rt.Event
+    backend.rt.Event = lambda enable_timing=False: created.append(1) or make_event(enable_timing)  # type: ignore[method-assign]
+    backend.calibration("cuda:0", True)
+    created.clear()
+    samples = backend.measure(_work(backend.rt, 0.25), 50, "cuda:0", True)
+    assert len(created) == 9
+    assert samples == pytest.approx([0.25] * 50)
+    assert backend.timing_facts("cuda:0")["max_events_per_series"] == 9
+
+
 def test_side_stream_margin_and_event_cost_are_reported_in_the_environment_facts() -> None:
     backend = FakeBackend()
     facts = backend._measured_timing_facts("cuda:0")

@@ -60,6 +60,10 @@ class EventTimedBackend(Backend):
 
     flush_cache_by_default = True
     pin_workers = True
+    # Most device events one series may hold at once (three per timed call); None: one set of events
+    # per call. A backend whose device has few events sets it: the series is then timed in chunks
+    # that reuse the same events, read back after each chunk.
+    max_events_per_series: int | None = None
 
     def __init__(self) -> None:
         self._flush_buffers: dict[str, Any] = {}
@@ -112,23 +116,28 @@ class EventTimedBackend(Backend):
         """(end − start, join − start) in ms for each call."""
         rt = self.runtime()
         stream = rt.current_stream(device)
+        chunk = repetitions if self.max_events_per_series is None else max(1, self.max_events_per_series // 3)
         events = [
             (rt.Event(enable_timing=True), rt.Event(enable_timing=True), rt.Event(enable_timing=True))
-            for _ in range(repetitions)
+            for _ in range(min(chunk, repetitions))
         ]
-        for start, end, join in events:
-            self._lead(device, flush_cache, pad_cycles)
-            start.record(stream)
-            fn()
-            end.record(stream)
-            # Poll rather than block: the synchronize below then only waits for other streams, and
-            # the host is awake when it returns, so join − end stays short and steady.
-            while not end.query():
-                pass
-            rt.synchronize(device)  # device-wide: also streams the call created itself
-            join.record(stream)
-        rt.synchronize(device)
-        return [(float(s.elapsed_time(e)), float(s.elapsed_time(j))) for s, e, j in events]
+        raw: list[tuple[float, float]] = []
+        while len(raw) < repetitions:
+            batch = events[: repetitions - len(raw)]
+            for start, end, join in batch:
+                self._lead(device, flush_cache, pad_cycles)
+                start.record(stream)
+                fn()
+                end.record(stream)
+                # Poll rather than block: the synchronize below then only waits for other streams, and
+                # the host is awake when it returns, so join − end stays short and steady.
+                while not end.query():
+                    pass
+                rt.synchronize(device)  # device-wide: also streams the call created itself
+                join.record(stream)
+            rt.synchronize(device)  # every event of the batch has completed: read them, then reuse them
+            raw += [(float(s.elapsed_time(e)), float(s.elapsed_time(j))) for s, e, j in batch]
+        return raw
 
     def _timed_ms(self, work: Callable[[], Any], device: str, times: int) -> float:
         """Median device time of ``work`` (a lead-like kernel) on the calling stream."""
@@ -291,6 +300,8 @@ class EventTimedBackend(Backend):
             "warm_cache_lead": "clock spin" if self.can_spin() else None,
             "timing_defaults": dict(self.timing_overrides),  # applied where the run kept the generic default
         }
+        if self.max_events_per_series is not None:
+            facts["max_events_per_series"] = self.max_events_per_series
         for (dev, flush), cal in self._calibration.items():
             if dev == device:
                 mode = "flush" if flush else "warm"

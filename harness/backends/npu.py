@@ -15,7 +15,9 @@ also sets ``HARNESS_STAND_IN = True``. Real torch_npu sets neither, so real runs
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from harness.backends.gpu import EventTimedBackend
@@ -29,11 +31,38 @@ def _torch_npu() -> Any:
     return torch_npu
 
 
+# Device events a device offers differ by part: 65535 on Atlas A2/A3 (910B/910C), but 1023 on the Atlas
+# inference series (310P) (CANN aclrtCreateEvent). Recording one more blocks until another is freed, and
+# the reference and candidate workers share a device, so one timing series keeps to a quarter of the
+# small limit (85 timed calls per chunk) whatever the part.
+MAX_EVENTS_PER_SERIES = 255
+# CANN's folders (the image puts them under /tmp): CANN creates ASCEND_WORK_PATH when it needs it, but
+# ASCEND_CACHE_PATH must exist before use; all three are made before torch_npu starts.
+ASCEND_FOLDERS = ("ASCEND_CACHE_PATH", "ASCEND_WORK_PATH", "ASCEND_PROCESS_LOG_PATH")
+
+
+def make_ascend_folders(environ: Mapping[str, str]) -> list[str]:
+    """The CANN folders named in ``environ`` that were created now (the image's entrypoint also makes them).
+
+    Also done here because a container started with another entrypoint (as the container tests do)
+    skips the image's script, and CANN does not create ``ASCEND_CACHE_PATH`` itself.
+    """
+    made = []
+    for name in ASCEND_FOLDERS:
+        folder = environ.get(name)
+        if folder and not os.path.isdir(folder):
+            with contextlib.suppress(OSError):  # a folder CANN cannot use shows in its own error
+                os.makedirs(folder, exist_ok=True)
+                made.append(folder)
+    return made
+
+
 class NpuBackend(EventTimedBackend):
     name = "npu"
     default_dsl = "triton_ascend"
     flush_cache_by_default = True
     timing_overrides = {"max_repetitions": 5000, "warmup_ms": 50.0, "min_warmup": 3}
+    max_events_per_series = MAX_EVENTS_PER_SERIES
 
     @property
     def simulated(self) -> bool:  # type: ignore[override]
@@ -85,6 +114,7 @@ class NpuBackend(EventTimedBackend):
         return int(self.runtime().device_count())
 
     def prepare_process(self, device: str) -> None:
+        make_ascend_folders(os.environ)
         self.runtime().set_device(device)
 
     def environment(self, device: str) -> dict[str, Any]:

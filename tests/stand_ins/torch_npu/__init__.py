@@ -12,10 +12,16 @@ only the parts of the ``torch.npu`` API that `harness.backends.npu` uses, and an
 
 Put ``tests/stand_ins`` on PYTHONPATH to use it; never install it where real torch_npu is wanted.
 ``ASCEND_RT_VISIBLE_DEVICES`` sets how many devices it reports (default: one).
+
+Device events are limited as on the smallest Ascend part: an Atlas inference-series device (310P)
+holds 1023 (``TORCH_NPU_STAND_IN_MAX_EVENTS`` changes it). Real hardware blocks the recording of one
+event more until another is freed; the stand-in raises instead, so a timer that holds too many events
+fails here rather than hanging there. ``_state["peak_events"]`` is the most held at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -29,7 +35,8 @@ HARNESS_STAND_IN = True
 HARNESS_DEVICE_TYPE = "cpu"
 HARNESS_FLUSH_BYTES = 4 * 1024 * 1024  # the cache flush runs on the CPU: keep it cheap
 
-_state = {"device": 0}
+_state = {"device": 0, "live_events": 0, "peak_events": 0}
+MAX_EVENTS = int(os.environ.get("TORCH_NPU_STAND_IN_MAX_EVENTS", "1023"))
 
 
 def is_available() -> bool:
@@ -99,9 +106,24 @@ class Event:
     ) -> None:
         self.enable_timing = enable_timing
         self._ns: int | None = None
+        self._held = False
 
     def record(self, stream: Stream | None = None) -> None:
+        if not self._held:  # CANN takes the device event at the first record, not at creation
+            if _state["live_events"] >= MAX_EVENTS:
+                raise RuntimeError(
+                    f"stand-in torch_npu: more than {MAX_EVENTS} device events held at once "
+                    "(real hardware would block here until one is freed)"
+                )
+            self._held = True
+            _state["live_events"] += 1
+            _state["peak_events"] = max(_state["peak_events"], _state["live_events"])
         self._ns = time.perf_counter_ns()
+
+    def __del__(self) -> None:
+        if self._held:
+            with contextlib.suppress(Exception):  # module globals may be gone at interpreter exit
+                _state["live_events"] -= 1
 
     def synchronize(self) -> None:
         return None
