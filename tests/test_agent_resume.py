@@ -1,0 +1,89 @@
+"""`harness agent --resume` after a kill and after Ctrl-C: answered turns are never asked again, the
+partial artifacts are valid, and endpoint errors do not use up turns.
+
+No evaluation runs here (the scripted model never answers with code), so the test is about the loop
+and its files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.agent.extract import NO_CODE_FEEDBACK
+from harness.schemas import check, validate_file
+from tests.agent_support import NEGATE_CASE, Hold, Reply, ScriptedServer, Status
+from tests.conftest import REPO, load_json
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "agent", *args, "--quiet"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )  # fmt: skip
+
+
+def _stop_when_held(proc: subprocess.Popen[str], server: ScriptedServer, sig: signal.Signals) -> int:
+    """Send ``sig`` once the run's request is waiting at the server's Hold; the exit code."""
+    assert server.held.wait(120), "the run never sent its request"
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    return proc.returncode
+
+
+def _attempts(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "attempts.jsonl").read_text().splitlines()[1:]]
+
+
+def test_resume_after_a_kill_and_after_ctrl_c_asks_only_for_unanswered_turns(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    (suite / "t1").mkdir(parents=True)
+    (suite / "t1" / "negate.py").write_text(NEGATE_CASE)
+    out = tmp_path / "run"
+
+    # 1. Turn 1 is answered (no code); killed (SIGKILL) while turn 2 waits for the model.
+    with ScriptedServer({"negate": [Reply("first answer"), Hold()]}) as server:
+        proc = _start("--suite", str(suite), "--base-url", server.base_url, "--model", "m", "--team", "t",
+                      "--turns", "3", "--max-retries", "1", "--out", str(out))  # fmt: skip
+        assert _stop_when_held(proc, server, signal.SIGKILL) == -signal.SIGKILL
+    assert [a["turn"] for a in _attempts(out)] == [1]
+    partial = load_json(out / "agent-run.json")
+    assert check(partial).ok and partial["complete"] is False
+
+    # 2. Resumed against another server that fails: an endpoint error is recorded, but it is not a turn.
+    with ScriptedServer({"negate": [Status(503), Status(503)]}) as server:
+        proc = _start("--resume", str(out), "--base-url", server.base_url)
+        proc.communicate(timeout=120)
+        assert proc.returncode == 1
+        assert len(server.requests) == 2  # the try and its one retry, both for turn 2
+        assert all(r.messages[2]["content"] == "first answer" for r in server.requests)
+        assert all(r.last_user == NO_CODE_FEEDBACK for r in server.requests)
+    endpoint = _attempts(out)[-1]
+    assert endpoint["turn"] == 2 and endpoint["status"] == "error" and endpoint["reason"].startswith("endpoint:")
+    assert "HTTP 503" in endpoint["endpoint_error"] and endpoint["reply"] is None
+
+    # 3. Resumed: turn 2 is answered; Ctrl-C while turn 3 waits; exit 130 with valid partial artifacts.
+    with ScriptedServer({"negate": [Reply("second answer"), Hold()]}) as server:
+        proc = _start("--resume", str(out), "--base-url", server.base_url)
+        assert _stop_when_held(proc, server, signal.SIGINT) == 130
+        assert [r.messages[2]["content"] for r in server.requests] == ["first answer", "second answer"]
+    interrupted = load_json(out / "agent-run.json")
+    assert check(interrupted).ok and interrupted["complete"] is False and interrupted["interrupted"] is True
+
+    # 4. Resumed to the end: only turn 3 is asked, with turn 2's exchange as its context.
+    with ScriptedServer({"negate": [Reply("third answer")]}) as server:
+        proc = _start("--resume", str(out), "--base-url", server.base_url)
+        proc.communicate(timeout=120)
+        assert proc.returncode == 1
+        (request,) = server.requests
+        assert request.messages[2]["content"] == "second answer"
+    final = load_json(out / "agent-run.json")
+    (case,) = final["cases"]
+    assert final["complete"] is True and case["turns_used"] == 3 and case["endpoint_errors"] == 1
+    assert case["rollouts"][0]["stop_reason"] == "max_turns" and case["status"] == "error"
+    assert [a["turn"] for a in _attempts(out) if a["reply"] is not None] == [1, 2, 3]
+    assert validate_file(out / "submissions" / "t" / "meta.json").ok  # what `harness validate` runs
