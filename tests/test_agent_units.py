@@ -188,6 +188,18 @@ def test_a_team_folder_resolving_outside_the_run_folder_is_refused(tmp_path: Pat
     assert inside(tmp_path, "a", "b") == tmp_path / "a" / "b"
 
 
+def test_urls_lose_credentials_and_queries_before_they_are_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.agent.artifact import redacted_command_line
+    from harness.agent.client import endpoint_host, public_url
+
+    url = "https://user:pw@api.example.com:8443/v1?key=sk-123#frag"
+    assert public_url(url) == "https://api.example.com:8443/v1" and endpoint_host(url) == "api.example.com:8443"
+    monkeypatch.setattr("sys.argv", ["harness", "agent", "--base-url", url, f"--base-url={url}", "--team", "t"])
+    line = redacted_command_line()
+    assert "sk-123" not in " ".join(line) and "pw@" not in " ".join(line)
+    assert line[3] == "https://api.example.com:8443/v1" and line[4] == "--base-url=https://api.example.com:8443/v1"
+
+
 # --- retries ----------------------------------------------------------------------------------------
 
 
@@ -199,3 +211,41 @@ def test_retry_after_in_seconds_or_as_a_date_and_which_statuses_are_retried() ->
     assert RetryPolicy(retry_after_cap_s=60).delay(0, 600.0) == 60.0
     assert 0.5 <= RetryPolicy(base_delay_s=1).delay(0, None) <= 1.0
     assert [s for s in (400, 401, 404, 408, 409, 429, 500, 503) if retryable_status(s)] == [408, 409, 429, 500, 503]
+
+
+# --- figures ----------------------------------------------------------------------------------------
+
+
+def test_run_figures_pass_at_k_over_rollouts_and_solved_within_turns(suite: Path) -> None:
+    from harness.agent.figures import CaseOutcome, best_attempt, best_result, run_figures
+
+    cases = {c.name: c for c in discover(suite)}
+
+    def attempt(case: str, rollout: int, turn: int, status: str, reward_: float) -> Attempt:
+        result = _result(status, speedup=1.5 if status == "pass" else None)
+        result.name = case
+        return Attempt(
+            case=case, tier=cases[case].tier, rollout=rollout, turn=turn, index=rollout * 3 + turn,
+            messages_sha256="0" * 64, message_count=2, time="", code_path=f"{case}_{rollout}_{turn}.py",
+            status=status, reward=reward_, result=result,
+        )  # fmt: skip
+
+    scale = [
+        attempt("scale", 0, 1, "fail", 0),
+        attempt("scale", 0, 2, "pass", 0.65),
+        attempt("scale", 1, 1, "error", 0),
+    ]
+    linear = [attempt("linear_relu", 0, 1, "fail", 0), attempt("linear_relu", 1, 1, "fail", 0)]
+    assert best_attempt(scale) is scale[1]
+    outcomes = [
+        CaseOutcome(cases["scale"], scale, best_result(cases["scale"], "cpu", scale, None), None, {}, None),
+        CaseOutcome(
+            cases["linear_relu"], linear, best_result(cases["linear_relu"], "cpu", linear, None), None, {}, None
+        ),
+        CaseOutcome(cases["npu_only"], [], best_result(cases["npu_only"], "cpu", [], "npu only"), "npu only", {}, None),
+    ]
+    figures = run_figures(outcomes, rollouts=2, turns=3)
+    assert figures["evaluated_cases"] == 2 and figures["solved"] == 1
+    assert figures["pass_at_k"] == {"1": pytest.approx(0.25), "2": pytest.approx(0.5)}
+    assert figures["solved_within_turns"] == {"1": 0.0, "2": 0.5, "3": 0.5}
+    assert figures["scores"]["statuses"] == {"pass": 1, "fail": 1, "error": 0, "timeout": 0, "skipped": 1}

@@ -1,22 +1,22 @@
 """attempts.jsonl: the agent run's durable record, and what `--resume` continues from.
 
 Line 1 is a header (the run's settings, never the API key); every later line is one attempt,
-flushed and fsynced before the loop goes on, so a killed run loses at most the turns in flight and
-`--resume` never asks the model again for a turn whose answer is on disk. A last line cut off by a
-crash is dropped on reading (that turn is asked again); a bad line elsewhere is an error.
+flushed and fsynced before the loop goes on (by `harness.journal.Journal`, the writer of
+`harness run`), so a killed run loses at most the turns in flight and `--resume` never asks the
+model again for a turn whose answer is on disk. A last line cut off by a crash is dropped on
+reading (that turn is asked again); a bad line elsewhere is an error.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.agent.records import Attempt
-from harness.agent.seams import BadInput
+from harness.agent.seams import BadInput, Journal
 
 LOG_FORMAT = "kernel-harness-agent-attempts/1"
 
@@ -29,35 +29,26 @@ class LogState:
 
 
 class AttemptLog:
-    """Appends attempts durably; safe to call from several conversation threads."""
+    """Appends attempts durably with the harness's journal writer (which also puts back the file if
+    anything else changed it); safe to call from several conversation threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        data = path.read_bytes() if path.exists() else b""
-        if data and not data.endswith(b"\n"):
-            path.write_bytes(data[: data.rfind(b"\n") + 1])  # a line cut off by a crash
-        self._fh = path.open("ab")
+        self._journal = Journal(path)
         self._lock = threading.Lock()
 
     @classmethod
     def create(cls, path: Path, header: dict[str, Any]) -> AttemptLog:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as fh:
-            fh.write(json.dumps({"format": LOG_FORMAT, **header}, allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        Journal.create(path, {**header, "format": LOG_FORMAT}).close()
         return cls(path)
 
     def append(self, attempt: Attempt) -> None:
-        line = (json.dumps(attempt.to_json(), allow_nan=False) + "\n").encode("utf-8")
         with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            self._journal.append(attempt)
 
     def close(self) -> None:
         with self._lock:
-            self._fh.close()
+            self._journal.close()
 
 
 def read_log(path: Path) -> LogState:

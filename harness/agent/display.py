@@ -9,11 +9,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness.agent.records import Attempt
-from harness.agent.seams import Case
+from harness.agent.seams import Case, ProgressObserver
 
 STYLE = {"pass": "green", "fail": "red", "error": "red", "timeout": "magenta"}
 
@@ -25,34 +24,26 @@ class AgentProgress:
         self.console = console
         self.turns = turns
         self.enabled = enabled
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[state]}"),
-            console=console,
-            transient=True,
-            disable=not enabled,
-        )
+        self._bar = ProgressObserver(console, enabled)  # the bar of `harness run`, one task per case here
+        self.progress = self._bar.progress
         self._tasks: dict[str, Any] = {}
         self._best: dict[str, float] = {}
         self._used: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
     def __enter__(self) -> AgentProgress:
-        self.progress.__enter__()
+        self._bar.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
+        self._bar.__exit__(*exc)
 
     def _state(self, case: Case, text: str) -> None:
         task = self._tasks.get(case.name)
         if task is not None:
             best = self._best.get(case.name)
             tail = f"  best reward {best:.2f}" if best is not None else ""
-            self.progress.update(task, state=f"{text}{tail}")
+            self.progress.update(task, current=f"{text}{tail}")
 
     def planned(self, conversations: Sequence[tuple[Case, int, int]]) -> None:
         with self._lock:
@@ -63,7 +54,7 @@ class AgentProgress:
                 self._used[(case.name, rollout)] = used
             for name, (case, total, done) in totals.items():
                 self._tasks[name] = self.progress.add_task(
-                    f"{case.tier}/{name}", total=total, completed=done, state="waiting"
+                    f"{case.tier}/{name}", total=total, completed=done, current="waiting"
                 )
 
     def turn_started(self, case: Case, rollout: int, turn: int) -> None:
@@ -104,6 +95,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _speedup(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}x"
+
+
 def summary_table(payload: dict[str, Any]) -> Table:
     """One row per case of an agent-run payload."""
     table = Table(title=f"team {payload['team']}, model {payload['model']}", title_justify="left")
@@ -119,7 +114,7 @@ def summary_table(payload: dict[str, Any]) -> Table:
             f"[{style}]{c['status']}[/]",
             _fmt(c["first_pass_turn"], "d"),
             f"{c['best_reward']:.2f}",
-            _fmt(c["best_speedup"], ".2f") + ("x" if c["best_speedup"] else ""),
+            _speedup(c["best_speedup"]),
             str(c["turns_used"]),
             str(c["tokens"]["total_tokens"]),
             escape((c.get("reason") or "")[:120]),
@@ -135,7 +130,7 @@ def summary_lines(payload: dict[str, Any]) -> list[str]:
     lines = [
         f"solved {s['solved']} of {s['evaluated_cases']} case(s); {pass_k}; solved within N turns: {within}",
         f"mean best reward {_fmt(s['mean_best_reward'], '.3f')}; weighted score {scores['total_weighted_score']:.1f} / "
-        f"{scores.get('max_weighted_score', 0):.1f}; geomean speedup {_fmt(scores['geomean_speedup'], '.3f')}x; "
+        f"{scores.get('max_weighted_score', 0):.1f}; geomean speedup {_speedup(scores['geomean_speedup'])}; "
         f"fast_1 {_fmt(scores['fast_p'].get('1'), '.0%')}",
         f"{s['attempts']} attempt(s), {s['endpoint_errors']} endpoint error(s), "
         f"{s['extraction_failures']} without code; {s['tokens']['total_tokens']} tokens; "

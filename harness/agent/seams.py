@@ -14,13 +14,20 @@ Seams (what is used, and why):
 - ``Case``, ``discover``, ``solution_paths``: the suite and its solution sets.
 - ``CaseResult``, ``apply_score``, ``summarize``: one result, its score, the run summary (fast_p, geomean).
 - ``envelope``, ``write_artifact``, ``write_atomic``, ``dumps``: validated, atomic artifact writes.
+- ``Journal``: the fsynced, tamper-repairing line writer of `harness run`, for attempts.jsonl.
 - ``run_payload``, ``leaderboard_payload``, ``load_artifact``: run results and leaderboards.
 - ``run_suite``: `harness run` itself, used to re-score team submissions for the leaderboard.
 - ``host_environment``, ``command_line``, ``git_commit``, ``__version__``: provenance.
+- ``ProgressObserver``: the progress bar of `harness run`, whose bar `harness agent` shows per case.
+- ``run_options``: the click options of `harness run` (suite filters, evaluation options) that
+  `harness agent` and `harness leaderboard` take unchanged.
 - ``BadInput``, ``EnvironmentUnavailable``, ``HarnessError``, ``ExitCode``: typed errors and exit codes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from harness import __version__
 from harness.artifact_inputs import load_artifact
@@ -31,7 +38,9 @@ from harness.cases import Case, discover, solution_paths
 from harness.environment import command_line, git_commit, host_environment
 from harness.errors import BadInput, EnvironmentUnavailable, ExitCode, HarnessError
 from harness.evaluate import EvalConfig, Task
+from harness.journal import Journal
 from harness.payloads import leaderboard_payload, run_payload
+from harness.report import ProgressObserver
 from harness.results import CaseResult
 from harness.run_command import run_suite
 from harness.runner import evaluate_single, skipped
@@ -46,6 +55,8 @@ __all__ = [
     "EvalConfig",
     "ExitCode",
     "HarnessError",
+    "Journal",
+    "ProgressObserver",
     "Task",
     "TimingConfig",
     "__version__",
@@ -61,6 +72,7 @@ __all__ = [
     "host_environment",
     "leaderboard_payload",
     "load_artifact",
+    "run_options",
     "run_payload",
     "run_suite",
     "skipped",
@@ -69,3 +81,15 @@ __all__ = [
     "write_artifact",
     "write_atomic",
 ]
+
+
+def run_options(names: Sequence[str]) -> list[Any]:
+    """The click options of `harness run` called ``names``, in that order.
+
+    Imported here, late (when a command is parsed): harness.cli imports the command modules while
+    it registers them, so they cannot import it at import time.
+    """
+    from harness.cli import run_cmd
+
+    params = {p.name: p for p in run_cmd.params}
+    return [params[name] for name in names]

@@ -24,6 +24,8 @@ _RESUME_OPTIONS = {
     "concurrency": "concurrency",
 }
 _EVAL_KEYS = ("timeout_s", "trials", "seed", "budget_ms", "rounds", "flush_cache", "isolation", "output_limit")
+# The options of `harness run` both commands take: which cases, and how each candidate is evaluated.
+_RUN_OPTIONS = ("suite", "tiers", "names", "keyword", *_EVAL_KEYS, "build_cache", "no_build_cache")
 
 
 def _console(stderr: bool = False) -> Any:
@@ -33,97 +35,29 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
-def _suite_options(fn: Any) -> Any:
-    options = [
-        click.option(
-            "--suite",
-            type=click.Path(path_type=Path, file_okay=False),
-            default=Path("benchmark"),
-            show_default=True,
-            help="Folder holding the tier folders t1/, t2/, ... of cases.",
-        ),
-        click.option("--tier", "tiers", multiple=True, metavar="tN", help="Only cases of this tier (repeatable)."),
-        click.option("--case", "names", multiple=True, metavar="NAME", help="Only this case (repeatable)."),
-        click.option("--filter", "keyword", metavar="KW", help="Only cases whose name or summary contains KW."),
-        click.option(
-            "--backend",
-            type=click.Choice(BACKENDS),
-            default="cpu",
-            show_default=True,
-            help="Where candidates are evaluated.",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+class _WithRunOptions(click.Command):
+    """A command that also takes options of `harness run`, unchanged (same names, help and defaults).
+
+    They are borrowed when the command is first parsed or asked for help, not at import time:
+    harness.cli imports this module while it registers commands.
+    """
+
+    def __init__(self, *args: Any, borrowed: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.borrowed = borrowed
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if self.borrowed:
+            from harness.agent.seams import run_options
+
+            self.params[:0] = run_options(self.borrowed)
+            self.borrowed = ()
+        return super().get_params(ctx)
 
 
-def _evaluation_options(fn: Any) -> Any:
-    """How each candidate is evaluated: the options of `harness eval` (same names, same defaults)."""
-    options = [
-        click.option(
-            "--timeout",
-            "timeout_s",
-            type=click.FloatRange(min=1),
-            default=300.0,
-            show_default=True,
-            help="Seconds one evaluation may take in all.",
-        ),
-        click.option(
-            "--trials",
-            type=click.IntRange(min=1),
-            default=3,
-            show_default=True,
-            help="Correctness trials, each with fresh random inputs.",
-        ),
-        click.option(
-            "--seed", type=int, default=None, help="Seed for inputs and weights (default: a fresh secret one)."
-        ),
-        click.option(
-            "--budget-ms",
-            type=click.FloatRange(min=1),
-            default=400.0,
-            show_default=True,
-            help="Target timed milliseconds per model per evaluation.",
-        ),
-        click.option(
-            "--rounds",
-            type=click.IntRange(min=1),
-            default=10,
-            show_default=True,
-            help="Reference and candidate timing alternate in this many rounds.",
-        ),
-        click.option(
-            "--flush-cache/--warm-cache",
-            default=None,
-            help="Flush the cache between timed calls (default: on for gpu/npu, off for cpu).",
-        ),
-        click.option(
-            "--isolation",
-            type=click.Choice(["process", "none"]),
-            default="process",
-            show_default=True,
-            help="process: each candidate in its own killable, sandboxed process; none: debugging only.",
-        ),
-        click.option(
-            "--output-limit",
-            type=click.IntRange(min=0),
-            default=16384,
-            show_default=True,
-            help="Bytes of the candidate's stdout and stderr kept in the result.",
-        ),
-        click.option(
-            "--build-cache",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Folder for compiled kernels per solution file [default: $HARNESS_BUILD_CACHE, else "
-            "~/.cache/kernel-harness/builds].",
-        ),
-        click.option("--no-build-cache", is_flag=True, help="Build every candidate from scratch."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+_backend_option = click.option(
+    "--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True, help="Where candidates are evaluated."
+)
 
 
 def _eval_settings(kw: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +70,8 @@ def _eval_settings(kw: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-@click.command("agent")
-@_suite_options
+@click.command("agent", cls=_WithRunOptions, borrowed=_RUN_OPTIONS)
+@_backend_option
 @click.option("--device", default=None, metavar="N", help="Device index on the backend (default 0).")
 @click.option(
     "--dsl",
@@ -247,7 +181,6 @@ def _eval_settings(kw: dict[str, Any]) -> dict[str, Any]:
 )
 @click.option("--overwrite", is_flag=True, help="Start afresh in --out even if it holds an earlier run.")
 @click.option("--quiet", "-q", is_flag=True, help="No live display and no per-attempt lines.")
-@_evaluation_options
 @click.pass_context
 def agent(ctx: click.Context, **kw: Any) -> None:
     """Ask an LLM for faster ModelNew candidates, evaluate each one, send feedback, keep the best.
@@ -316,7 +249,7 @@ def agent(ctx: click.Context, **kw: Any) -> None:
     if outcome.endpoint_error:
         err.print(
             f"[yellow]endpoint error[/] ({escape(outcome.endpoint_error[:300])}); ask again with: "
-            f"harness agent --resume {outcome.out} [--base-url URL]"
+            + escape(f"harness agent --resume {outcome.out} [--base-url URL]")
         )
     if outcome.interrupted:
         err.print(f"[red]interrupted[/]: partial results written; continue with: harness agent --resume {outcome.out}")
@@ -324,10 +257,9 @@ def agent(ctx: click.Context, **kw: Any) -> None:
         raise SystemExit(outcome.exit_code)
 
 
-@click.command("leaderboard")
+@click.command("leaderboard", cls=_WithRunOptions, borrowed=(*_RUN_OPTIONS, "devices"))
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
-@_suite_options
-@click.option("--devices", default=None, metavar="0,1", help="Device indices to re-score on (default: 0).")
+@_backend_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -335,7 +267,6 @@ def agent(ctx: click.Context, **kw: Any) -> None:
     help="Folder for leaderboard.json, leaderboard.md and teams/<team>/result.json [default: leaderboards/<time>].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars while re-scoring.")
-@_evaluation_options
 def leaderboard(dirs: tuple[Path, ...], **kw: Any) -> None:
     """Re-score every team submission in DIRS (e.g. runs/*/submissions) and rank the teams.
 
