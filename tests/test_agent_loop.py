@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.agent.session import AgentSession
 from harness.agent.settings import AgentSettings
+from harness.errors import BadInput
 from harness.schemas import check
 from tests.agent_support import NEGATE_CASE, Reply, ScriptedServer
 
@@ -46,3 +49,5 @@ def test_rollouts_are_independent_conversations_numbered_rollout_major(tmp_path:
     assert [r["stop_reason"] for r in case["rollouts"]] == ["max_turns", "max_turns"]
     assert outcome.payload["summary"]["pass_at_k"] == {"1": 0.0, "2": 0.0}
     assert outcome.exit_code == 1
+    with pytest.raises(BadInput, match=r"already holds an agent run; continue it with --resume"):
+        AgentSession.start(settings, tmp_path / "out", overwrite=False, key_explicit=False)

@@ -71,7 +71,13 @@ class AgentSession:
     """One `harness agent` run, prepared and checked; `run` asks the model."""
 
     def __init__(
-        self, settings: AgentSettings, out: Path, attempts: list[Attempt], log: AttemptLog | None, key: str | None
+        self,
+        settings: AgentSettings,
+        out: Path,
+        attempts: list[Attempt],
+        log: AttemptLog | None,
+        key: str | None,
+        clear: bool = False,
     ) -> None:
         self.settings = settings
         self.out = out
@@ -89,6 +95,10 @@ class AgentSession:
         self.evaluator = AttemptEvaluator(settings.eval_config(), settings.backend, settings.device)
         self.evaluator.check_backend()
         self.key = key
+        if clear:  # --overwrite, once everything has been checked: the earlier run's files go
+            shutil.rmtree(self.layout.attempts_dir, ignore_errors=True)
+            shutil.rmtree(self.layout.submission_dir, ignore_errors=True)
+            self.layout.run_artifact.unlink(missing_ok=True)
         self.log = log or AttemptLog.create(
             self.layout.attempts_log, {"settings": settings.to_json(), "cases": [c.name for c in self.cases]}
         )
@@ -114,18 +124,11 @@ class AgentSession:
         check_base_url(settings.base_url)
         settings.stop_rule()
         out = out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        layout = RunLayout(out, settings.team)
-        if layout.attempts_log.exists():
-            if not overwrite:
-                raise BadInput(
-                    f"{out} already holds an agent run; continue it with --resume {out}, or pass --overwrite"
-                )
-            for stale in (layout.attempts_dir, layout.submission_dir):
-                shutil.rmtree(stale, ignore_errors=True)
-            for stale_file in (layout.attempts_log, layout.run_artifact):
-                stale_file.unlink(missing_ok=True)
+        earlier = RunLayout(out, settings.team).attempts_log.exists()
+        if earlier and not overwrite:
+            raise BadInput(f"{out} already holds an agent run; continue it with --resume {out}, or pass --overwrite")
         key = api_key(settings, key_explicit)
-        return cls(settings, out, [], None, key)
+        return cls(settings, out, [], None, key, clear=earlier)
 
     @classmethod
     def resume(cls, out: Path, overrides: dict[str, Any], key_explicit: bool) -> AgentSession:
