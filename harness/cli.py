@@ -306,6 +306,9 @@ def _command_args(command: str) -> list[str]:
 @click.option("--device", "device_index", default=None, help="Device index on the backend (default 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (the case result) on stdout.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the case result to this file.")
+@click.option(
+    "--feedback", is_flag=True, help="Print the feedback `harness agent` sends a model (for external agents)."
+)
 @_eval_options
 @_runtime_options
 def eval_cmd(
@@ -315,6 +318,7 @@ def eval_cmd(
     device_index: str | None,
     as_json: bool,
     out: Path | None,
+    feedback: bool,
     runtime: str,
     image: str | None,
     **kw: Any,
@@ -335,11 +339,14 @@ def eval_cmd(
     case = case_from_file(case_file)
     if not solution_file.is_file():
         raise BadInput(f"solution file {solution_file} does not exist")
+    if feedback and as_json:
+        raise BadInput("--feedback and --json both choose what is printed; pass one of them")
     from harness.container_runtime import choose_runtime
 
     choice = choose_runtime(runtime, backend, image)
     if choice.runtime == "docker":
-        _eval_in_container(case_file, solution_file, backend, image, as_json, out, _container_build_cache(kw))
+        show = "feedback" if feedback else "json" if as_json else "panel"
+        _eval_in_container(case_file, solution_file, backend, image, show, out, _container_build_cache(kw))
         return
     config = _eval_config(backend, **kw)
     device = None
@@ -359,11 +366,21 @@ def eval_cmd(
 
         sys.stdout.write(dumps(payload))
     else:
+        _show_result(result, "feedback" if feedback else "panel")
+    if result.status != "pass":
+        raise SystemExit(ExitCode.CANDIDATE_FAILED)
+
+
+def _show_result(result: Any, show: str) -> None:
+    """A case result for people (``panel``) or as the feedback an LLM agent gets (``feedback``)."""
+    if show == "feedback":
+        from harness.agent.feedback import feedback_text
+
+        click.echo(feedback_text(result), nl=False)
+    else:
         from harness.report import case_panel
 
         _console().print(case_panel(result))
-    if result.status != "pass":
-        raise SystemExit(ExitCode.CANDIDATE_FAILED)
 
 
 def _eval_in_container(
@@ -371,7 +388,7 @@ def _eval_in_container(
     solution_file: Path,
     backend: str,
     image: str | None,
-    as_json: bool,
+    show: str,
     out: Path | None,
     build_cache: Path | None,
 ) -> None:
@@ -380,13 +397,12 @@ def _eval_in_container(
 
     from harness.artifacts import write_atomic
     from harness.container_runtime import run_in_container, stamp_provenance, strip_runtime_args
-    from harness.report import case_panel
     from harness.results import CaseResult
 
     tier_dir = case_file.resolve().parent
     suite = tier_dir.parent if tier_dir.name[:1] == "t" and tier_dir.name[1:].isdigit() else tier_dir
     args = strip_runtime_args(_command_args("eval"))
-    args = [a for a in args if a != "--json"]
+    args = [a for a in args if a not in ("--json", "--feedback")]
     if "--out" in args:
         i = args.index("--out")
         del args[i : i + 2]
@@ -400,7 +416,7 @@ def _eval_in_container(
             solutions=solution_file.resolve().parent,
             out=Path(tmp),
             build_cache=build_cache,
-            echo=lambda line: None if as_json else click.echo(line, err=True),
+            echo=lambda line: None if show == "json" else click.echo(line, err=True),
         )
         if not inner_out.is_file():
             raise SystemExit(code or ExitCode.ENVIRONMENT)
@@ -408,10 +424,10 @@ def _eval_in_container(
         text = inner_out.read_text(encoding="utf-8")
     if out:
         write_atomic(out, text)
-    if as_json:
+    if show == "json":
         sys.stdout.write(text)
     else:
-        _console().print(case_panel(CaseResult.from_json(json.loads(text)["result"])))
+        _show_result(CaseResult.from_json(json.loads(text)["result"]), show)
     if code:
         raise SystemExit(code)
 

@@ -12,13 +12,19 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.errors import BadInput
 from harness.results import CaseResult
 
 JOURNAL_NAME = "journal.jsonl"
 JOURNAL_FORMAT = "kernel-harness-journal/1"
+
+
+class JournalRecord(Protocol):
+    """What a line is made from: a case result here; `harness agent` journals its attempts the same way."""
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Journal:
         path.write_text(json.dumps({"format": JOURNAL_FORMAT, **header}) + "\n", encoding="utf-8")
         return cls(path)
 
-    def append(self, result: CaseResult) -> None:
+    def append(self, result: JournalRecord) -> None:
         """Add one finished case, durably (fsync), after putting back anything changed behind our back."""
         if self._stat() != self._signature:
             self._repair()

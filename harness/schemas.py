@@ -25,6 +25,8 @@ ARTIFACT_SCHEMAS = {
     "comparison": "v1/comparison.schema.json",
     "eval_report": "v1/eval-report.schema.json",
     "calibration": "v1/calibration.schema.json",
+    "agent_run": "v1/agent-run.schema.json",
+    "agent_submission": "v1/agent-submission.schema.json",
 }
 
 
