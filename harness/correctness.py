@@ -340,6 +340,10 @@ def _ratio(numerator_sq: float, denominator_sq: float) -> float | None:
 # Elements compared at a time on the CPU: the temporaries of one chunk stay in cache, which makes
 # the dozen passes of a comparison several times cheaper than on whole multi-megabyte outputs.
 _CPU_CHUNK = 1 << 18
+# ... and on an accelerator: large enough to keep the device busy, small enough that the half dozen
+# temporaries of a chunk (a few hundred MB each) never compete with the case's own tensors (a whole
+# 7.5 GB output compared at once once took 35 GB on the reference's side, and the candidate ran out).
+_DEVICE_CHUNK = 1 << 26
 
 
 def _work_dtype(dtype: Any) -> Any:
@@ -363,7 +367,7 @@ def _compare_values(
     r_all = ref.detach().reshape(-1)
     c_all = out.detach().reshape(-1).to(device=r_all.device)
     n = r_all.numel()
-    step = _CPU_CHUNK if r_all.device.type == "cpu" else n
+    step = _CPU_CHUNK if r_all.device.type == "cpu" else _DEVICE_CHUNK
     new_non_finite = 0
     for start in range(0, n, step):
         r = r_all[start : start + step].to(work)
@@ -449,8 +453,6 @@ def output_fingerprint(outputs: list[Any], atol: float) -> str:
     return digest.hexdigest()
 
 
-# Elements summarised at a time on a device (bounds the temporaries: a few bytes per element).
-_DEVICE_CHUNK = 1 << 26
 _MIX = (0x9E3779B97F4A7C15 - (1 << 64), 0xC2B2AE3D27D4EB4F - (1 << 64), 0x165667B19E3779F9)
 
 
