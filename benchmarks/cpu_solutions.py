@@ -36,13 +36,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "benchmark" / "solutions" / "cpu"
 
-# Imports one solution file and builds (or finds) its kernels: each solution's _kernels().
+# Builds (or finds) one solution's kernels as the harness would: ModelNew(*get_init_inputs()) of its case
+# (a cpu solution builds its kernels in its constructor, through harness.solutions.load_cpp_extension).
+# Run with the checkout as the working directory, so that its harness is the one imported.
 _BUILD_ONE = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("solution", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-module._kernels()
+import sys
+from pathlib import Path
+from harness.cases import case_from_file, import_file, load_case
+loaded = load_case(case_from_file(Path(sys.argv[2])), "cpu", module_name="_build_case")
+import_file(Path(sys.argv[1]), "_build_solution").ModelNew(*loaded.init_inputs())
 """
 
 
@@ -53,8 +55,9 @@ def build_all(jobs: int = 2) -> bool:
 
     def build(path: Path) -> tuple[Path, float, subprocess.CompletedProcess[str]]:
         start = time.perf_counter()
+        case = REPO / "benchmark" / path.parent.name / path.name
         proc = subprocess.run(
-            [sys.executable, "-c", _BUILD_ONE, str(path)], env=env, capture_output=True, text=True
+            [sys.executable, "-c", _BUILD_ONE, str(path), str(case)], cwd=REPO, env=env, capture_output=True, text=True
         )
         return path, time.perf_counter() - start, proc
 

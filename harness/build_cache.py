@@ -13,6 +13,12 @@ and the entry it finds is a copy (it cannot change the stored one while it runs)
 guarantee: that a stored build is correct. It is the candidate's own output, so the usual checks
 (correctness on fresh inputs, timed outputs) apply to it as to a fresh build.
 
+The key is the solution file alone. Code the file takes from elsewhere (``harness.solutions``: the
+shared C++ snippets, the shared Triton kernels) can change under an unchanged file, so whatever loads
+a build must name it by everything that went into it: ``harness.solutions.load_cpp_extension`` hashes
+the full C++ text (snippets pasted in) into the build's name, and Triton's cache key covers the source
+of every kernel a kernel calls. A restored build of older shared code is then simply never used.
+
 The cache is on by default (``--build-cache DIR``, ``$HARNESS_BUILD_CACHE``, or
 ``~/.cache/kernel-harness/builds``) and off with ``--no-build-cache``. Deleting it is always safe.
 """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -59,22 +60,25 @@ def test_cpu_solution_passes(solution: Path, built: None) -> None:
     assert checks["inputs_unchanged"] and checks["timed_output_ok"] and checks["fresh_output_ok"]
 
 
+# Builds ModelNew (whose constructor loads the kernels) in a fresh process; prints how long that took
+# and which library it loaded. The checkout is the working directory, so its harness is imported.
 _LOAD = textwrap.dedent(
     """
-    import importlib.util, json, sys, time
-    spec = importlib.util.spec_from_file_location("solution", sys.argv[1])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import json, sys, time
+    from pathlib import Path
+    from harness.cases import case_from_file, import_file, load_case
+    init = load_case(case_from_file(Path(sys.argv[2])), "cpu", module_name="case").init_inputs()
+    new_class = import_file(Path(sys.argv[1]), "solution").ModelNew
     start = time.perf_counter()
-    ext = module._kernels()
+    ext = new_class(*init).kernels
     print(json.dumps({"seconds": time.perf_counter() - start, "library": ext.__file__}))
     """
 )
 
 
 def _load(solution: Path, env: dict[str, str] | None = None) -> dict:
-    command = [sys.executable, "-c", _LOAD, str(solution)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=550, env=env, check=True)
+    command = [sys.executable, "-c", _LOAD, str(solution), str(_case_for(solution))]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=550, env=env, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -105,38 +109,71 @@ def test_a_confined_candidate_reads_the_accounts_build(tmp_path: Path) -> None:
     assert confined["seconds"] < 5.0, f"load took {confined['seconds']:.2f} s"
 
 
+# Appended to a copy of a solution: says on stdout whether its kernels were compiled in this process (the
+# library is newer than the import) or found built (the harness's build cache restores files with their
+# modification times). The harness keeps the candidate's stdout in the case result.
+_REPORT_BUILD = """
+
+import os as _os
+import time as _time
+
+_STARTED = _time.time()
+_load_cpp_extension = load_cpp_extension
+
+
+def load_cpp_extension(*args, **kwargs):
+    kernels = _load_cpp_extension(*args, **kwargs)
+    print("COMPILED" if _os.path.getmtime(kernels.__file__) >= _STARTED else "LOADED", flush=True)
+    return kernels
+"""
+
+
+def _reporting_copy(tmp_path: Path) -> Path:
+    """A copy of t1/gelu whose C++ differs (so no build of it exists anywhere) and that reports builds."""
+    source = (SOLUTIONS / "t1" / "gelu.py").read_text()
+    assert "#include" in source
+    copy = tmp_path / "t1" / "gelu.py"
+    copy.parent.mkdir()
+    copy.write_text(source.replace("#include", f"// build-cache test {tmp_path.name}\n#include", 1) + _REPORT_BUILD)
+    return copy
+
+
+def _eval_stdout(solution: Path, cache: Path, cwd: Path = REPO) -> str:
+    proc = run_harness(
+        "eval", str(_case_for(SOLUTIONS / "t1" / "gelu.py")), str(solution), *FAST_EVAL, "--build-cache", str(cache),
+        cwd=cwd, timeout=900,
+    )  # fmt: skip
+    result = json.loads(proc.stdout)["result"]
+    assert result["status"] == "pass", (result["reason"], result["output"])
+    stdout: str = result["output"]["stdout"]
+    return stdout
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_harness_keeps_a_candidates_build_for_its_next_run(tmp_path: Path) -> None:
-    """`make bench` twice: the second run of an unchanged solution loads its kernels, compiles nothing.
-
-    A copy of a solution with a changed C++ source (so no build of it exists anywhere) that says on
-    stdout when it compiles; the harness keeps that stdout in the case result.
-    """
-    source = (SOLUTIONS / "t1" / "gelu.py").read_text()
-    marker = "    from torch.utils.cpp_extension import load_inline  # a tenth of a second: only when building"
-    assert marker in source and "#include" in source
-    copy = tmp_path / "t1" / "gelu.py"
-    copy.parent.mkdir()
-    copy.write_text(
-        source.replace("#include", f"// build-cache test {tmp_path.name}\n#include", 1).replace(
-            marker, '    print("COMPILING")\n' + marker
-        )
-    )
+    """`make bench` twice: the second run of an unchanged solution loads its kernels, compiles nothing."""
+    copy = _reporting_copy(tmp_path)
     cache = tmp_path / "build-cache"
-    outputs = []
-    for _ in range(2):
-        proc = run_harness(
-            "eval",
-            str(_case_for(SOLUTIONS / "t1" / "gelu.py")),
-            str(copy),
-            *FAST_EVAL,
-            "--build-cache",
-            str(cache),
-            timeout=900,
-        )
-        result = json.loads(proc.stdout)["result"]
-        assert result["status"] == "pass", (result["reason"], result["output"])
-        outputs.append(result["output"]["stdout"])
-    assert "COMPILING" in outputs[0]
-    assert "COMPILING" not in outputs[1], "the second run compiled again"
+    assert "COMPILED" in _eval_stdout(copy, cache)
+    assert "LOADED" in _eval_stdout(copy, cache), "the second run compiled again"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_changed_shared_snippet_is_compiled_although_the_old_build_is_restored(tmp_path: Path) -> None:
+    """The build cache keys builds by the solution file; the C++ snippets of harness.solutions are not in
+    it. After a snippet changes, the harness restores the old build, and the loader must not use it."""
+    checkout = tmp_path / "checkout"  # a harness whose snippet this test may edit
+    shutil.copytree(REPO / "harness", checkout / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "schemas", checkout / "schemas")
+    copy = _reporting_copy(tmp_path)
+    cache = tmp_path / "build-cache"
+    assert "COMPILED" in _eval_stdout(copy, cache, cwd=checkout)
+    erf = checkout / "harness" / "solutions" / "cpp" / "erf.h"
+    erf.write_text(erf.read_text() + "// changed after the first run\n")
+    assert "COMPILED" in _eval_stdout(copy, cache, cwd=checkout), "the build of the old snippet was used"
+    (entry,) = cache.iterdir()
+    builds = [p.name for p in (entry / ".cache" / "torch_extensions").iterdir()]
+    assert len(builds) == 2 and all(b.startswith("kh_gelu_") for b in builds), builds  # the old one was there
+    assert "LOADED" in _eval_stdout(copy, cache, cwd=checkout), "the build of the new snippet was not kept"

