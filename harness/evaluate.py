@@ -174,9 +174,14 @@ def evaluate(
         # is timed yet); the reference's reply is collected first so that it stays in step.
         reference.begin("prepare", case=case_json, **seeds)
         starting: Exception | None = None
+        load = {"case": case_json, "solution_path": str(task.solution.resolve()), **seeds}
         try:
             candidate = start_candidate()
             build_cache.restore(cache_root, task.backend, result.solution_sha256, candidate.scratch)
+            if not backend.needs_baseline:
+                # Nothing a stopped candidate started can run on the host, so its load may overlap
+                # the reference's prepare (on two cores that halves the wait).
+                candidate.begin("load", timing_later=True, **load)
         except Exception as exc:  # noqa: BLE001 - raised again once the reference has answered
             starting = exc
         try:
@@ -192,21 +197,26 @@ def evaluate(
         result.flops = meta.get("flops")
         result.bytes_moved = int(meta.get("input_bytes", 0)) + int(meta.get("output_bytes", 0))
 
-        # The reference is timed alone once before any candidate code runs (the candidate's worker is
-        # set up, its device context made, but the solution not imported): its later rounds are
-        # checked against this baseline, and it fixes the lead and the correction constants.
-        candidate.call("ping", left())
-        try:
-            base = reference.call("baseline", left(), timing=timing.to_json(), flush_cache=flush_cache)
-        except WorkerFailure as exc:
-            result.reason = f"reference case failed: {exc}"
-            return _finish(result, started)
+        base: dict[str, Any] | None = None
+        if backend.needs_baseline:
+            # The reference is timed alone once before any candidate code runs (the candidate's
+            # worker is set up, its device context made, the solution not imported): its later rounds
+            # are checked against this baseline, which also fixes the lead and correction constants.
+            candidate.call("ping", left())
+            try:
+                base = reference.call("baseline", left(), timing=timing.to_json(), flush_cache=flush_cache)
+            except WorkerFailure as exc:
+                result.reason = f"reference case failed: {exc}"
+                return _finish(result, started)
+        else:
+            candidate.finish(left())
         staged = _prepare_staging(meta, reference, candidate, left)
         correctness.staged_inputs = staged
         timed = reference.call("stage", left(), key="timed") if staged else None
-        candidate.call(
-            "load", left(), case=case_json, solution_path=str(task.solution.resolve()), timed=timed, **seeds
-        )
+        if backend.needs_baseline:
+            candidate.call("load", left(), timed=timed, **load)
+        else:
+            candidate.call("take_timing_inputs", left(), timed=timed)
         # Large outputs come back through shared memory the reference worker reads where they lie.
         size = wire.reply_bytes(int(meta.get("output_bytes", 0)), int(meta.get("outputs", 1)))
         buffer = reference.reply_buffer(size, left()) if size >= wire.SHARED_MIN_BYTES else None
@@ -401,27 +411,33 @@ def _measure(
     candidate: Worker,
     flush_cache: bool,
     left: Callable[[], float],
-    base: dict[str, Any],
+    base: dict[str, Any] | None,
 ) -> str | None:
     """Warm both up, then alternate reference and candidate rounds; fills the timing fields.
 
-    ``base`` is the reference's baseline (taken before the candidate was loaded): its lead and
-    calibration time both sides; its round is what the reference's rounds are checked against.
-    Returns why the evaluation's timings cannot be trusted, or None.
+    ``base`` is the reference's baseline where the backend takes one (taken before the candidate was
+    loaded): its lead and calibration time both sides; its round is what the reference's rounds are
+    checked against. Returns why the evaluation's timings cannot be trusted, or None.
     """
     backend = get_backend(result.backend)
-    calibration = base.get("calibration")
-    lead = _finite(base.get("lead_ms"))
+    calibration = base.get("calibration") if base else None
+    lead = _finite(base.get("lead_ms")) if base else 0.0
+    result.phase = PHASE_BASELINE
+    # The reference was warmed up before the candidate loaded where there is a baseline; a few calls
+    # bring it back after the candidate's correctness trials.
+    ref_estimate = _alone(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
+    if base:
+        ref_estimate = base.get("estimate_ms")
     result.phase = PHASE_SOLUTION
     cand_estimate = _alone(candidate, reference, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
-    slower = max(_finite(base.get("estimate_ms")), _finite(cand_estimate), 1e-6)
+    slower = max(_finite(ref_estimate), _finite(cand_estimate), 1e-6)
     extra = warmup_calls(slower, timing) - timing.min_warmup
     if extra > 0:
+        if not base:
+            result.phase = PHASE_BASELINE
+            _alone(reference, candidate, "warmup", left, calls=extra)
+        result.phase = PHASE_SOLUTION
         _alone(candidate, reference, "warmup", left, calls=extra)
-    result.phase = PHASE_BASELINE
-    # The reference was warmed up before the candidate loaded; a few calls bring it back after the
-    # candidate's correctness trials.
-    _alone(reference, candidate, "warmup", left, calls=timing.min_warmup)
     # Both get the same number of samples, sized by the slower of the two so the budget holds.
     repetitions = plan_repetitions(slower, timing)
     per_round = repetitions // timing.rounds
@@ -453,8 +469,8 @@ def _measure(
     result.timed_time_s = (sum(ref_samples) + sum(cand_samples)) / 1000.0
     result.warnings += [f"reference timing: {n[:500]}" for n in ref_notes[:20]]
     result.warnings += [f"candidate timing: {n[:500]}" for n in cand_notes[:20]]
-    _dump_raw_timing(result, base, ref_raw, cand_raw)
-    return _disturbance(backend, base, ref_samples) or timer_inconsistency(
+    _dump_raw_timing(result, base or {}, ref_raw, cand_raw)
+    return (_disturbance(backend, base, ref_samples) if base else None) or timer_inconsistency(
         list(zip(ref_rounds, ref_walls, strict=True)), list(zip(cand_rounds, cand_walls, strict=True))
     )
 

@@ -116,18 +116,16 @@ class _Session:
         with torch.no_grad():
             return self.model(*inputs)
 
-    def warmup(self, calls: int) -> dict[str, Any]:
-        """Untimed calls on the timing inputs; a median estimate of a call, and the host's time per call.
-
-        The host time (median of a few calls, each started on an idle device) is how long the host
-        code of one call takes when nothing is queued ahead of it.
-        """
+    def warmup(self, calls: int, host_time: bool = False) -> dict[str, Any]:
+        """Untimed calls on the timing inputs; a median estimate of a call, and with ``host_time`` the
+        host's time per call (median of a few more calls, each started on an idle device: how long
+        the host code of one call takes when nothing is queued ahead of it)."""
         assert self.timing_inputs is not None
         inputs = self.timing_inputs
         for _ in range(calls):
             self._forward(inputs)
         host: list[float] = []
-        for _ in range(min(calls, 5)):
+        for _ in range(min(calls, 5) if host_time else 0):
             self.backend.synchronize(self.device)
             t0 = time.perf_counter()
             self._forward(inputs)
@@ -264,9 +262,9 @@ class ReferenceSession(_Session):
         from harness.timing import TimingConfig, plan_repetitions, warmup_calls
 
         config = TimingConfig(**timing)
-        first = self.warmup(config.min_warmup)
+        first = self.warmup(config.min_warmup, host_time=True)
         extra = warmup_calls(first["estimate_ms"], config) - config.min_warmup
-        warm = self.warmup(extra) if extra > 0 else first
+        warm = self.warmup(extra, host_time=True) if extra > 0 else first
         calibration = self.backend.timing_calibration(self.device, flush_cache)
         lead = self.backend.lead_for(
             max(first["host_ms"], warm["host_ms"]), flush_cache, calibration, warm["estimate_ms"]
@@ -405,6 +403,7 @@ class CandidateSession(_Session):
         super().__init__(backend_name, device)
         self.trial_seeds: list[int] = []
         self.fresh_seed = 0
+        self.timing_seed = 0
         self._opened: dict[str, exchange.OpenedRegion] = {}
         self._exported: list[Any] = []  # tensors whose IPC handles the reference may still open
         self.ipc_outputs = False  # set where this session runs in a process of its own
@@ -418,9 +417,12 @@ class CandidateSession(_Session):
         timing_seed: int,
         fresh_seed: int,
         timed: dict[str, Any] | None = None,
+        timing_later: bool = False,
     ) -> dict[str, Any]:
         """Import the solution and build ``ModelNew``; timing inputs are copied from the staged set
-        ``timed`` (or drawn from the seed where the reference could not stage them)."""
+        ``timed`` (or drawn from the seed where the reference could not stage them), or, with
+        ``timing_later``, taken by a later `take_timing_inputs` (the load then overlaps the reference's
+        prepare)."""
         try:
             self.loaded = self._load_case(case, "cand")
             reference_state = self._build(self.loaded.model_class, init_seed).state_dict()
@@ -437,10 +439,17 @@ class CandidateSession(_Session):
             ) from exc
         self.trial_seeds = list(trial_seeds)
         self.fresh_seed = fresh_seed
+        self.timing_seed = timing_seed
+        if not timing_later:
+            self.take_timing_inputs(timed)
+        return {}
+
+    def take_timing_inputs(self, timed: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Timing inputs of this worker's own: a copy of the staged set ``timed``, else drawn from the seed."""
         if timed is not None:
             self.timing_inputs = [x.clone() if _is_tensor(x) else x for x in self._staged(timed)]
         else:
-            self.timing_inputs = self._inputs(timing_seed)
+            self.timing_inputs = self._inputs(self.timing_seed)
         return {}
 
     def _staged(self, staged: dict[str, Any]) -> list[Any]:

@@ -37,6 +37,11 @@ class Backend(abc.ABC):
     # Whether each device's reference and candidate workers run on one CPU set of their own
     # (harness.supervisor.cpu_sets): where host speed reaches the samples (launches on a GPU).
     pin_workers: bool = False
+    # Whether the reference is timed alone before any candidate code runs, and its rounds checked
+    # against that (harness.evaluate._disturbance): where a stopped candidate's queued work can still
+    # run (a device). On the CPU a stopped process does nothing, and the candidate's load overlaps the
+    # reference's prepare instead.
+    needs_baseline: bool = False
     # Timing defaults of this backend for TimingConfig fields left at their generic default
     # (harness.timing.for_backend); e.g. more repetitions where a call takes microseconds.
     timing_overrides: ClassVar[dict[str, Any]] = {}

@@ -60,6 +60,7 @@ class EventTimedBackend(Backend):
 
     flush_cache_by_default = True
     pin_workers = True
+    needs_baseline = True
     # Most device events one series may hold at once (three per timed call); None: one set of events
     # per call. A backend whose device has few events sets it: the series is then timed in chunks
     # that reuse the same events, read back after each chunk.
