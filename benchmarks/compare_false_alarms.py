@@ -65,7 +65,7 @@ def main() -> None:
 
     import json
 
-    from harness.compare import compare_runs
+    from harness.analysis.compare import compare_runs
 
     total: Counter[str] = Counter()
     noise: list[float] = []

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Scale-free errors of honest and trivial outputs on every bundled case: the evidence behind the
-second correctness gate's tolerances (harness.correctness.NORMALIZED_TOL / CENTERED_TOL).
+second correctness gate's tolerances (harness.sandbox.correctness.NORMALIZED_TOL / CENTERED_TOL).
 
 For each case it computes the reference outputs the way the reference worker does (seeded model,
 seeded inputs, CPU sizes) for a few trial seeds, and compares with ``compare_outputs``:
@@ -85,7 +85,7 @@ def _build(loaded: Any, cls: type, seed: int) -> Any:
 def _outputs(model: Any, loaded: Any, seed: int) -> list[Any]:
     import torch
 
-    from harness.correctness import as_output_list
+    from harness.sandbox.correctness import as_output_list
 
     torch.manual_seed(seed)
     inputs = loaded.inputs()
@@ -94,7 +94,7 @@ def _outputs(model: Any, loaded: Any, seed: int) -> list[Any]:
 
 
 def _figures(reference: list[Any], candidate: list[Any], atol: float, rtol: float) -> dict[str, Any]:
-    from harness.correctness import compare_outputs
+    from harness.sandbox.correctness import compare_outputs
 
     c = compare_outputs(reference, candidate, atol, rtol)
     return {
@@ -129,8 +129,8 @@ def measure_case(case_path: Path, sets: list[str], trials: int, small: dict[str,
     """Rows for one case: each solution set given, then zeros and the constant."""
     import torch
 
-    from harness.cases import DEFAULT_TOLERANCE, case_from_file, load_case, load_solution_class
-    from harness.worker import _adopt_reference_weights
+    from harness.suite.cases import DEFAULT_TOLERANCE, case_from_file, load_case, load_solution_class
+    from harness.sandbox.sessions import _adopt_reference_weights
 
     case = case_from_file(case_path)
     rows = []

@@ -42,7 +42,7 @@ SOLUTIONS = REPO / "benchmark" / "solutions" / "cpu"
 _BUILD_ONE = """
 import sys
 from pathlib import Path
-from harness.cases import case_from_file, import_file, load_case
+from harness.suite.cases import case_from_file, import_file, load_case
 loaded = load_case(case_from_file(Path(sys.argv[2])), "cpu", module_name="_build_case")
 import_file(Path(sys.argv[1]), "_build_solution").ModelNew(*loaded.init_inputs())
 """

@@ -81,7 +81,7 @@ def _worker(conn: Any, case_file: str, variant: dict[str, Any]) -> None:
     import torch
 
     from harness.backends.gpu import GpuBackend
-    from harness.cases import case_from_file, load_case
+    from harness.suite.cases import case_from_file, load_case
 
     device = "cuda:0"
     backend = GpuBackend()
@@ -330,7 +330,7 @@ print(json.dumps({"open_rc": rc, "range_rc": rc2, "size": size.value, "open_ms":
 def section_ipc() -> None:
     import torch
 
-    from harness.correctness import compare_outputs
+    from harness.sandbox.correctness import compare_outputs
 
     n = 1 << 28  # 1 GiB of float32
     x = torch.randn(n, device="cuda")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from harness.backends.gpu import BACKEND
-from harness.calibrate import _Device, do_bench_median, profile_calls, simple_method
+from harness.calibration.study import _Device, do_bench_median, profile_calls, simple_method
 
 DEV = "cuda:0"
 
@@ -228,7 +228,7 @@ def main(out_path: str) -> None:
             "profiler_busy_ms": statistics.median(p.busy_ms for p in prof) if prof else None,
             "events_only_median": statistics.median(e for e, _ in BACKEND._raw(fn, 200, DEV, True)),
         }
-    from harness.calibrate import spin_cycles_per_ms
+    from harness.calibration.study import spin_cycles_per_ms
 
     report["spin_cycles_per_ms"] = spin_cycles_per_ms(dev)
     report["elapsed_s"] = time.time() - t0

@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.speed_of_light import SpeedOfLight
-from harness.static_flags import Flag
+from harness.analysis.speed_of_light import SpeedOfLight
+from harness.analysis.static_flags import Flag
 from harness.timing import TimingStats
 
 STATUSES = ("pass", "fail", "error", "timeout", "skipped")
+# The phases of an evaluation, in order; a failure reports the last one reached.
+PHASE_LOADING = "loading_modules"
+PHASE_INIT = "model_init"
+PHASE_CORRECTNESS = "correctness_check"
+PHASE_BASELINE = "measuring_baseline"
+PHASE_SOLUTION = "measuring_solution"
+PHASES = (PHASE_LOADING, PHASE_INIT, PHASE_CORRECTNESS, PHASE_BASELINE, PHASE_SOLUTION)
 
 
 @dataclass
@@ -28,8 +35,8 @@ class CorrectnessReport:
     fresh_output_ok: bool | None = None
     first_failure: str | None = None
     output_fingerprint: str | None = None  # sha256 of trial 0's outputs rounded to atol (reference worker)
-    staged_inputs: bool | None = None  # the candidate ran on inputs staged by the reference (harness.exchange)
-    # The second gate (harness.correctness): worst scale-free errors over every comparison, their
+    staged_inputs: bool | None = None  # the candidate ran on inputs staged by the reference (harness.sandbox.exchange)
+    # The second gate (harness.sandbox.correctness): worst scale-free errors over every comparison, their
     # tolerances, and the check that failed first (structure, non_finite, elementwise, normalized, constant).
     gate: str | None = None
     normalized_error: float | None = None
@@ -94,7 +101,7 @@ class CaseResult:
     warnings: list[str] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     speed_of_light: SpeedOfLight | None = None
-    flags: list[Flag] = field(default_factory=list)  # harness.static_flags findings on the solution file
+    flags: list[Flag] = field(default_factory=list)  # harness.analysis.static_flags findings on the solution file
 
     @property
     def correct(self) -> bool:

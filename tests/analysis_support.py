@@ -141,7 +141,7 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
 
 
 def stock_validate(instance: dict[str, Any]) -> list[str]:
-    """Errors from a plain jsonschema validator over the schema files (not harness.schemas)."""
+    """Errors from a plain jsonschema validator over the schema files (not harness.artifacts.schemas)."""
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
 

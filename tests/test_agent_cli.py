@@ -16,7 +16,7 @@ from subprocess import CompletedProcess
 import pytest
 
 from harness.agent.extract import NO_CODE_FEEDBACK
-from harness.schemas import get_schema, validate_file
+from harness.artifacts.schemas import get_schema, validate_file
 from tests.agent_support import (
     NEGATE_CASE,
     NEGATE_OK,

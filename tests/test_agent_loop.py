@@ -12,8 +12,8 @@ import pytest
 
 from harness.agent.session import AgentSession
 from harness.agent.settings import AgentSettings
+from harness.artifacts.schemas import check
 from harness.errors import BadInput
-from harness.schemas import check
 from tests.agent_support import NEGATE_CASE, Reply, ScriptedServer
 
 

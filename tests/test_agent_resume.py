@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from harness.agent.extract import NO_CODE_FEEDBACK
-from harness.schemas import check, validate_file
+from harness.artifacts.schemas import check, validate_file
 from tests.agent_support import NEGATE_CASE, Hold, Reply, ScriptedServer, Status
 from tests.conftest import REPO, load_json
 

@@ -17,10 +17,10 @@ from harness.agent.prompts import PromptBuilder, load_template, parse_template
 from harness.agent.records import Attempt
 from harness.agent.retry import RetryPolicy, parse_retry_after, retryable_status
 from harness.agent.stop import StopRule
-from harness.cases import discover
 from harness.errors import BadInput
 from harness.results import CaseResult, CorrectnessReport
 from harness.scoring import apply_score
+from harness.suite.cases import discover
 from harness.timing import TimingStats
 
 # --- extraction -------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 # or from a fresh mapping (glibc's default for blocks over its 128 KiB starting threshold).
 _PROBE = """
 import ctypes, os, sys
-from harness.worker import _fixed_allocator
+from harness.sandbox.process import _fixed_allocator
 _fixed_allocator()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -253,7 +253,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_an_internal_error_is_one_line_and_exit_70(tmp_path: Path, suite: Path, solutions: Path) -> None:
     code = (
-        "import harness.run_command as rc\n"
+        "import harness.evaluation.run as rc\n"
         "def broken(*args, **kwargs):\n"
         "    raise ZeroDivisionError('simulated bug')\n"
         "rc.run_suite = broken\n"

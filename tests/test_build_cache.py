@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import build_cache
+from harness.evaluation import build_cache
 from tests.conftest import FAST_ARGS, run_harness
 
 # Stands in for load_inline: "compiles" into $TORCH_EXTENSIONS_DIR unless a build is already there,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.calibrate import CaseCalibration, _ratio_error, _stats, effect_candidate_source, summarize
-from harness.cases import import_file
-from harness.schemas import check
+from harness.artifacts.schemas import check
+from harness.calibration.study import CaseCalibration, _ratio_error, _stats, effect_candidate_source, summarize
+from harness.suite.cases import import_file
 from tests.conftest import REPO, load_json, run_harness
 
 AA_SOLUTION = "from harness.solutions import reference_model\n\nModelNew = reference_model(__file__)\n"

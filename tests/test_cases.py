@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import (
+from harness.errors import BadInput, CaseLoadError
+from harness.suite.cases import (
     BACKEND_ONLY_IMPORTS,
     apply_sizes,
     case_from_file,
@@ -13,7 +14,6 @@ from harness.cases import (
     load_case,
     solution_paths,
 )
-from harness.errors import BadInput, CaseLoadError
 
 
 def test_discovery_orders_by_tier_and_reads_summaries(suite: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.compare import VERDICTS, compare_runs, parse_fail_on
-from harness.compare_stats import holm, relative_log_times, robust_cv, shift_test
+from harness.analysis.compare import VERDICTS, compare_runs, parse_fail_on
+from harness.analysis.statistics import holm, relative_log_times, robust_cv, shift_test
 from tests.analysis_support import REAL_A, REAL_B, make_run, stock_validate, write_json
 from tests.conftest import load_json, run_harness
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from harness.correctness import compare_outputs, output_fingerprint
 from harness.results import CaseResult
+from harness.sandbox.correctness import compare_outputs, output_fingerprint
 from harness.scoring import case_score, geometric_mean, summarize, tier_weight
 from harness.timing import TimingConfig, TimingStats, plan_repetitions
 
@@ -144,7 +144,7 @@ def test_repetitions_fill_the_budget_within_caps() -> None:
 
 
 def test_input_mutation_check_handles_nan_and_integers() -> None:
-    from harness.worker import _same
+    from harness.sandbox.sessions import _same
 
     x = torch.tensor([1.0, float("nan"), 3.0])
     assert _same([x, 7], [x.clone(), 7])

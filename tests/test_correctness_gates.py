@@ -1,4 +1,4 @@
-"""The second correctness gate (harness.correctness): scale-free errors that no trivial output passes.
+"""The second correctness gate (harness.sandbox.correctness): scale-free errors that no trivial output passes.
 
 The elementwise rule |new - ref| <= atol + rtol*|ref| lets a constant pass whenever the reference is
 small next to atol; these tests build exactly such references and check that zeros, constants,
@@ -14,7 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.correctness import (  # noqa: E402
+from harness.results import CorrectnessReport  # noqa: E402
+from harness.sandbox.correctness import (  # noqa: E402
     _CPU_CHUNK,
     CENTERED_TOL,
     NORMALIZED_TOL,
@@ -23,7 +24,6 @@ from harness.correctness import (  # noqa: E402
     _to_host,
     compare_outputs,
 )
-from harness.results import CorrectnessReport  # noqa: E402
 
 ATOL = RTOL = 1e-2  # KernelBench's and the harness's default
 

@@ -66,7 +66,7 @@ _LOAD = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from harness.cases import case_from_file, import_file, load_case
+    from harness.suite.cases import case_from_file, import_file, load_case
     init = load_case(case_from_file(Path(sys.argv[2])), "cpu", module_name="case").init_inputs()
     new_class = import_file(Path(sys.argv[1]), "solution").ModelNew
     start = time.perf_counter()

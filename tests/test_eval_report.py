@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from harness.compare import compare_runs
+from harness.analysis.compare import compare_runs
+from harness.analysis.eval_report import build_report, eval_report_payload, write_eval_report
+from harness.artifacts.schemas import check
 from harness.errors import BadInput
-from harness.eval_report import build_report, eval_report_payload, write_eval_report
-from harness.schemas import check
 from tests.analysis_support import make_run, stock_validate, write_json
 from tests.conftest import load_json, run_harness
 

@@ -1,4 +1,4 @@
-"""Staged inputs and exported outputs (harness.exchange): layouts, views, the unchanged check, bounds."""
+"""Staged inputs and exported outputs (harness.sandbox.exchange): layouts, views, the unchanged check, bounds."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import exchange
-from harness.correctness import _device_digest
+from harness.sandbox import exchange
+from harness.sandbox.correctness import _device_digest
 from tests.conftest import FAST_ARGS, run_harness
 
 

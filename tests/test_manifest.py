@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cases import case_from_file
-from harness.manifest import build_manifest, profile
+from harness.suite.cases import case_from_file
+from harness.suite.manifest import build_manifest, profile
 from tests.conftest import REPO, load_json, run_harness
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from harness.artifact_inputs import load_artifact
-from harness.artifacts import write_artifact
+from harness.analysis.merge import merge_runs
+from harness.artifacts.reading import load_artifact
+from harness.artifacts.writing import write_artifact
 from harness.errors import BadInput
-from harness.merge import merge_runs
 from tests.analysis_support import make_run, resummarize, stock_validate
 from tests.conftest import load_json, run_harness
 

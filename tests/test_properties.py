@@ -1,8 +1,8 @@
 """Property-based tests (hypothesis): whatever bytes arrive, the readers fail only in their documented way.
 
 - case discovery and loading: CaseLoadError / BadInput (one line naming the file), never another error;
-- `harness.wire.decode` (what a worker sends the supervisor): WireError, never another error;
-- `harness.journal.read_journal` and `harness.schemas.validate_file`: BadInput or a result.
+- `harness.sandbox.wire.decode` (what a worker sends the supervisor): WireError, never another error;
+- `harness.evaluation.journal.read_journal` and `harness.artifacts.schemas.validate_file`: BadInput or a result.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import wire
-from harness.cases import Case, case_from_file, discover, load_case
+from harness.artifacts.schemas import validate_file
 from harness.errors import BadInput, CaseLoadError
-from harness.journal import JOURNAL_FORMAT, read_journal
+from harness.evaluation.journal import JOURNAL_FORMAT, read_journal
 from harness.results import CaseResult
-from harness.schemas import validate_file
+from harness.sandbox import wire
+from harness.suite.cases import Case, case_from_file, discover, load_case
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -177,7 +177,7 @@ def test_the_reference_worker_reports_any_broken_case_as_one_error_naming_it(
     tmp_path_factory: pytest.TempPathFactory, source: str
 ) -> None:
     """Whatever a case file does, `prepare` answers a value or a SessionError naming the file."""
-    from harness.worker import ReferenceSession, SessionError
+    from harness.sandbox.sessions import ReferenceSession, SessionError
 
     path = _write_case(tmp_path_factory.mktemp("ref"), source)
     session = ReferenceSession("cpu", "cpu")

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from harness.compare import compare_runs, comparison_payload
-from harness.environment import host_environment
-from harness.render_html import render_html
-from harness.render_markdown import cell, render_markdown
+from harness.analysis.compare import compare_runs, comparison_payload
+from harness.artifacts.provenance import host_environment
+from harness.render.html import render_html
+from harness.render.markdown import cell, render_markdown
 from tests.analysis_support import make_run, write_json
 from tests.conftest import run_harness
 

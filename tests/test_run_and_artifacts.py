@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 from referencing import Registry, Resource
 
-from harness.journal import read_journal
+from harness.evaluation.journal import read_journal
 from tests.conftest import FAST_ARGS, REPO, load_json, run_harness
 
 
@@ -125,7 +125,7 @@ def test_validate_reports_invalid_and_corrupt_files(tmp_path: Path) -> None:
 def test_invalid_payload_is_kept_aside_with_errors(tmp_path: Path) -> None:
     import pytest
 
-    from harness.artifacts import envelope, write_artifact
+    from harness.artifacts.writing import envelope, write_artifact
     from harness.errors import ValidationFailed
 
     payload = envelope("run_result", {"command_line": [], "config": {}}, {"python": "3", "harness": "0"})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import discover
-from harness.evaluate import EvalConfig
-from harness.runner import Runner
+from harness.evaluation.evaluate import EvalConfig
+from harness.evaluation.runner import Runner
+from harness.suite.cases import discover
 
 
 def test_a_crashing_device_thread_raises_instead_of_returning_fewer_cases(

@@ -1,4 +1,4 @@
-"""Speed of light (harness.speed_of_light): achieved GB/s and TFLOP/s, fractions of peak, the physical
+"""Speed of light (harness.analysis.speed_of_light): achieved GB/s and TFLOP/s, fractions of peak, the physical
 floor that rejects forged fast times, and how results, schemas and reports carry them."""
 
 from __future__ import annotations
@@ -9,22 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import speed_of_light as sol
-from harness.render_html import render_html
-from harness.render_markdown import render_markdown
+from harness.analysis import speed_of_light as sol
+from harness.analysis.speed_of_light import TOO_FAST, SpeedOfLight, assess, too_fast
+from harness.analysis.static_flags import Flag
+from harness.backends.peaks import DATASHEET_MARGIN, DevicePeaks, dtype_class, known_peaks, peaks_for
+from harness.render.html import render_html
+from harness.render.markdown import render_markdown
 from harness.results import CaseResult
-from harness.speed_of_light import (
-    DATASHEET_MARGIN,
-    TOO_FAST,
-    DevicePeaks,
-    SpeedOfLight,
-    assess,
-    dtype_class,
-    known_peaks,
-    peaks_for,
-    too_fast,
-)
-from harness.static_flags import Flag
 from tests.analysis_support import make_run, resummarize, stock_validate
 
 H100 = known_peaks("NVIDIA H100 80GB HBM3")

@@ -1,4 +1,4 @@
-"""Static flags (harness.static_flags): what a reviewer looks for, found in the source without running it."""
+"""Static flags (harness.analysis.static_flags): what a reviewer looks for, found in the source without running it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.static_flags import FLAG_IDS, Flag, parse_strict, scan_file, scan_source, strict_failures
+from harness.analysis.static_flags import FLAG_IDS, Flag, parse_strict, scan_file, scan_source, strict_failures
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmark"
 
@@ -84,8 +84,8 @@ def test_cpu_solutions_are_flagged_only_for_their_build_lock_and_one_torch_atten
         ("import multiprocessing as mp\n", "subprocess", 1),
         ("import ctypes\n", "ctypes", 1),
         ("from harness.worker import Guard\n", "harness_import", 1),
-        ("import harness.correctness\n", "harness_import", 1),
-        ("import importlib\nimportlib.import_module('harness.evaluate')\n", "harness_import", 2),
+        ("import harness.sandbox.correctness\n", "harness_import", 1),
+        ("import importlib\nimportlib.import_module('harness.evaluation.evaluate')\n", "harness_import", 2),
         ("__import__('time')\n", "timing_import", 1),
         ("import time\n", "timing_import", 1),
         ("from timeit import default_timer\n", "timing_import", 1),

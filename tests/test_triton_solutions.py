@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from harness.cases import Case, case_from_file, import_file, load_case
-from harness.correctness import compare_outputs
+from harness.sandbox.correctness import compare_outputs
+from harness.suite.cases import Case, case_from_file, import_file, load_case
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,9 +91,9 @@ FULL_EVAL = (
 _EVAL_SCRIPT = """
 import json, sys
 from pathlib import Path
-from harness.cases import case_from_file
-from harness.evaluate import EvalConfig, Task
-from harness.runner import evaluate_single
+from harness.suite.cases import case_from_file
+from harness.evaluation.evaluate import EvalConfig, Task
+from harness.evaluation.runner import evaluate_single
 from harness.timing import TimingConfig
 
 timing = TimingConfig(

@@ -12,8 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.cases import DEFAULT_TOLERANCE, case_from_file, load_case  # noqa: E402
-from harness.correctness import as_output_list, compare_outputs  # noqa: E402
+from harness.sandbox.correctness import as_output_list, compare_outputs  # noqa: E402
+from harness.suite.cases import DEFAULT_TOLERANCE, case_from_file, load_case  # noqa: E402
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmark"
 CASES = sorted(SUITE.glob("t[0-9]*/*.py"))

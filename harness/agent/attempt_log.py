@@ -1,7 +1,7 @@
 """attempts.jsonl: the agent run's durable record, and what `--resume` continues from.
 
 Line 1 is a header (the run's settings, never the API key); every later line is one attempt,
-flushed and fsynced before the loop goes on (by `harness.journal.Journal`, the writer of
+flushed and fsynced before the loop goes on (by `harness.evaluation.journal.Journal`, the writer of
 `harness run`), so a killed run loses at most the turns in flight and `--resume` never asks the
 model again for a turn whose answer is on disk. A last line cut off by a crash is dropped on
 reading (that turn is asked again); a bad line elsewhere is an error.

@@ -30,21 +30,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness import __version__
-from harness.artifact_inputs import load_artifact
-from harness.artifacts import dumps, envelope, write_artifact, write_atomic
+from harness.artifacts.payloads import leaderboard_payload, run_payload
+from harness.artifacts.provenance import command_line, git_commit, host_environment
+from harness.artifacts.reading import load_artifact
+from harness.artifacts.writing import dumps, envelope, write_artifact, write_atomic
 from harness.backends import get_backend
-from harness.build_cache import default_root as default_build_cache
-from harness.cases import Case, discover, solution_paths
-from harness.environment import command_line, git_commit, host_environment
 from harness.errors import BadInput, EnvironmentUnavailable, ExitCode, HarnessError
-from harness.evaluate import EvalConfig, Task
-from harness.journal import Journal
-from harness.payloads import leaderboard_payload, run_payload
-from harness.report import ProgressObserver
+from harness.evaluation.build_cache import default_root as default_build_cache
+from harness.evaluation.evaluate import EvalConfig, Task
+from harness.evaluation.journal import Journal
+from harness.evaluation.run import run_suite
+from harness.evaluation.runner import evaluate_single, skipped
+from harness.render.console import ProgressObserver
 from harness.results import CaseResult
-from harness.run_command import run_suite
-from harness.runner import evaluate_single, skipped
 from harness.scoring import apply_score, summarize
+from harness.suite.cases import Case, discover, solution_paths
 from harness.timing import TimingConfig
 
 __all__ = [
@@ -89,7 +89,7 @@ def run_options(names: Sequence[str]) -> list[Any]:
     Imported here, late (when a command is parsed): harness.cli imports the command modules while
     it registers them, so they cannot import it at import time.
     """
-    from harness.cli import run_cmd
+    from harness.cli.run import run_cmd
 
     params = {p.name: p for p in run_cmd.params}
     return [params[name] for name in names]

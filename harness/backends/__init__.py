@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 
 from harness.backends.base import Backend
-from harness.cases import BACKEND_NAMES
 from harness.errors import BadInput
+from harness.suite.cases import BACKEND_NAMES
 
 _MODULES = {"cpu": "harness.backends.cpu", "gpu": "harness.backends.gpu", "npu": "harness.backends.npu"}
 

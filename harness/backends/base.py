@@ -31,14 +31,14 @@ class Backend(abc.ABC):
     arch: str = ""  # label for results; override with --arch
     flush_cache_by_default: bool = False
     simulated: bool = False  # True when a stand-in runtime, not real hardware, answered
-    # Where the reference stages inputs for the candidate (harness.exchange): "host" (a shared memfd),
+    # Where the reference stages inputs for the candidate (harness.sandbox.exchange): "host" (a shared memfd),
     # "cuda" (device memory shared by IPC) or None (the candidate draws its own inputs from the seed).
     staging: str | None = None
     # Whether each device's reference and candidate workers run on one CPU set of their own
-    # (harness.supervisor.cpu_sets): where host speed reaches the samples (launches on a GPU).
+    # (harness.evaluation.forkserver.cpu_sets): where host speed reaches the samples (launches on a GPU).
     pin_workers: bool = False
     # Whether the reference is timed alone before any candidate code runs, and its rounds checked
-    # against that (harness.evaluate._disturbance): where a stopped candidate's queued work can still
+    # against that (harness.evaluation.evaluate._disturbance): where a stopped candidate's queued work can still
     # run (a device). On the CPU a stopped process does nothing, and the candidate's load overlaps the
     # reference's prepare instead.
     needs_baseline: bool = False

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cases import TIER_PATTERN, import_file
 from harness.solutions.cpp_extension import cpp_source, load_cpp_extension, snippet_names
+from harness.suite.cases import TIER_PATTERN, import_file
 
 __all__ = ["cpp_source", "load_cpp_extension", "reference_model", "snippet_names"]
 

@@ -6,7 +6,7 @@ lives here instead: a solution passes its own C++ and the names of the snippets 
 (``harness/solutions/cpp/<name>.h``), and :func:`load_cpp_extension` builds the full text.
 
 Why the snippets are pasted in, not ``#include``-d: the harness's build cache keys a candidate's
-builds by the SHA-256 of the solution *file* (``harness.build_cache``), and restores them into the next
+builds by the SHA-256 of the solution *file* (``harness.evaluation.build_cache``), and restores them into the next
 scratch folder of the same file. Code the file pulls in from elsewhere is not in that key. So the build
 name hashes the full text that is compiled (snippets included): after a snippet changes, the name
 changes, and a restored build of the old text is never found, let alone imported. torch would notice

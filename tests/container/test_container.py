@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import container as c
+import harness.containers as c
 
 pytestmark = pytest.mark.container
 
@@ -220,7 +220,7 @@ def test_oom_killed_at_memory_limit(client: Any) -> None:
             print("allocated", (i + 1) * 16, "MiB", flush=True)
         print("survived")
         """,
-        memory="128m",
+        limits=c.Limits(memory="128m"),
         timeout_s=120,
     )
     assert run.exit_code == 137, run.logs_tail
@@ -245,7 +245,7 @@ def test_pids_limit_stops_fork_bomb(client: Any) -> None:
             print("fork refused after", made, exc.strerror, flush=True)
         os._exit(0)
         """,
-        pids=32,
+        limits=c.Limits(pids=32),
         timeout_s=60,
     )
     assert run.exit_code == 0, run.logs_tail
@@ -359,7 +359,7 @@ def test_cpp_extension_builds_in_tmpfs(client: Any) -> None:
         print("cpp ok", os.environ["TORCH_EXTENSIONS_DIR"])
         """,
         timeout_s=600,
-        cpus=2,
+        limits=c.Limits(cpus=2),
     )
     assert run.exit_code == 0, run.logs_tail
     assert "cpp ok /tmp/" in run.logs_tail
@@ -433,8 +433,7 @@ def test_harness_run_on_bundled_case(client: Any, tmp_path: Path) -> None:
         backend="cpu",
         mounts=c.Mounts(suite=suite, solutions=solutions, out=out),
         timeout_s=300,
-        memory="4g",
-        cpus=1,
+        limits=c.Limits(memory="4g", cpus=1),
         client=client,
         on_output=lines.append,
     )

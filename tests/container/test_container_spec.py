@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import container as c
+import harness.containers as c
 
 
 @pytest.fixture()
@@ -106,18 +106,18 @@ def test_extra_readonly_mounts(tree: dict[str, Path]) -> None:
 
 
 def test_limits_cpus_and_threads() -> None:
-    spec = c.container_spec("img", [], memory="512m", pids=64, cpus=2.5)
+    spec = c.container_spec("img", [], limits=c.Limits(memory="512m", pids=64, cpus=2.5))
     assert spec["mem_limit"] == 512 << 20
     assert spec["pids_limit"] == 64
     assert spec["nano_cpus"] == 2_500_000_000
     assert spec["environment"]["OMP_NUM_THREADS"] == "2"
-    spec = c.container_spec("img", [], cpuset="0-3,8")
+    spec = c.container_spec("img", [], limits=c.Limits(cpuset="0-3,8"))
     assert spec["cpuset_cpus"] == "0-3,8"
     assert spec["environment"]["OMP_NUM_THREADS"] == "5"
 
 
 def test_env_overrides_defaults() -> None:
-    spec = c.container_spec("img", [], cpus=4, env={"OMP_NUM_THREADS": "1", "X": "y"})
+    spec = c.container_spec("img", [], limits=c.Limits(cpus=4), env={"OMP_NUM_THREADS": "1", "X": "y"})
     assert spec["environment"]["OMP_NUM_THREADS"] == "1"
     assert spec["environment"]["X"] == "y"
 
@@ -148,7 +148,7 @@ def test_gpu_device_request_all(gpus: list[str]) -> None:
 
 def test_gpu_ipc_host() -> None:
     pytest.importorskip("docker")
-    spec = c.container_spec("img", [], backend="gpu", gpus=["all"], ipc_host=True)
+    spec = c.container_spec("img", [], backend="gpu", gpus=["all"], limits=c.Limits(ipc_host=True))
     assert spec["ipc_mode"] == "host"
     assert "shm_size" not in spec
 
@@ -297,8 +297,8 @@ def test_mount_pairs_resolve_symlinks(tree: dict[str, Path]) -> None:
 
 
 def test_missing_default_image_message_names_the_nox_session() -> None:
-    assert "nox -s image-cpu" in c._missing_image_message(c.DEFAULT_IMAGES["cpu"])
-    assert "nox -s image-npu" in c._missing_image_message(c.DEFAULT_IMAGES["npu"])
+    assert "nox -s image-cpu" in c.images._missing_image_message(c.DEFAULT_IMAGES["cpu"])
+    assert "nox -s image-npu" in c.images._missing_image_message(c.DEFAULT_IMAGES["npu"])
 
 
 def test_engine_available_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.container_runtime import choose_runtime, strip_runtime_args
+from harness.containers.runtime import choose_runtime, strip_runtime_args
 from tests.conftest import FAST_ARGS, load_json, run_harness
 
 IMAGE = os.environ.get("HARNESS_TEST_IMAGE", "kernel-harness/cpu:dev")
 
 
 def _need_image() -> None:
-    from harness import container
+    import harness.containers as container
 
     reason = None
     if not container.engine_available():

@@ -257,13 +257,13 @@ FAULTS = [
         _model(
             "return x * 3",
             prelude="""
-            import harness.correctness
-            from harness.correctness import Comparison
-            harness.correctness.compare_outputs = lambda *a, **k: Comparison(True)
+            import harness.sandbox.correctness
+            from harness.sandbox.correctness import Comparison
+            harness.sandbox.correctness.compare_outputs = lambda *a, **k: Comparison(True)
             """,
         ),
         "error",
-        ("harness.correctness.compare_outputs",),
+        ("harness.sandbox.correctness.compare_outputs",),
     ),
     Fault(
         "patches_backend_measure",

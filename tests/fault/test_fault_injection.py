@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness.worker import landlock_abi
+from harness.sandbox.landlock import landlock_abi
 from tests.conftest import run_harness
 from tests.fault.candidates import FAULTS, FILE_WRITERS, GOOD_NAMES, HEAVY_CASE, TINY_CASE, Fault, render
 

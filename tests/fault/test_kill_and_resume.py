@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.worker import descendants, process_parents
+from harness.sandbox.process import descendants, process_parents
 from tests.conftest import REPO, run_harness
 from tests.fault.candidates import TINY_CASE
 from tests.test_run_and_artifacts import stock_validator_errors
@@ -193,7 +193,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_artifacts_are_written_atomically_and_journal_survives_a_cut_line(tmp_path: Path) -> None:
-    from harness.journal import Journal, read_journal
+    from harness.evaluation.journal import Journal, read_journal
     from harness.results import CaseResult
 
     journal = Journal.create(tmp_path / "journal.jsonl", {"options": {}, "run_seed": 1, "cases": []})
@@ -214,7 +214,7 @@ def test_artifacts_are_written_atomically_and_journal_survives_a_cut_line(tmp_pa
 
 
 def test_journal_changed_behind_the_writers_back_is_restored(tmp_path: Path) -> None:
-    from harness.journal import Journal, read_journal
+    from harness.evaluation.journal import Journal, read_journal
     from harness.results import CaseResult
 
     path = tmp_path / "journal.jsonl"

@@ -55,7 +55,9 @@ def test_a_keeper_killed_before_it_could_report_is_not_waited_for() -> None:
     candidate started loading while the reference prepared)."""
     import time
 
-    from harness.supervisor import _OUTCOME_WAIT_S, CandidateProcess, make_scratch, remove_scratch
+    from harness.evaluation.cleanup import make_scratch, remove_scratch
+    from harness.evaluation.forkserver import _OUTCOME_WAIT_S
+    from harness.evaluation.workers import CandidateProcess
 
     scratch = make_scratch()
     try:

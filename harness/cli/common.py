@@ -1,0 +1,225 @@
+"""What several commands share: the console, the suite and evaluation options, the provenance block."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+BACKEND_CHOICES = ("cpu", "gpu", "npu")
+
+
+class Context:
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console on stdout (or stderr) that never folds lines in pipes and CI logs."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Pipes and CI logs get wide lines instead of rich's 80-column default: nothing is folded.
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+suite_option = click.option(
+    "--suite",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("benchmark"),
+    show_default=True,
+    help="Folder holding the tier folders t1/, t2/, ... of reference cases.",
+)
+tier_option = click.option(
+    "--tier", "tiers", multiple=True, metavar="tN", help="Only cases of this tier (repeatable: --tier t1 --tier t2)."
+)
+case_option = click.option("--case", "names", multiple=True, metavar="NAME", help="Only this case (repeatable).")
+filter_option = click.option(
+    "--filter", "keyword", metavar="KW", help="Only cases whose name or docstring summary contains KW."
+)
+
+
+def eval_options(fn: Any) -> Any:
+    options = [
+        click.option(
+            "--timeout",
+            "timeout_s",
+            type=click.FloatRange(min=1),
+            default=300.0,
+            show_default=True,
+            help="Seconds one case may take in all; the candidate's processes are killed after that.",
+        ),
+        click.option(
+            "--trials",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Correctness trials, each with fresh random inputs.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=None,
+            help="Seed for inputs and weights (default: a fresh secret seed each run, so outputs can't be cached).",
+        ),
+        click.option(
+            "--budget-ms",
+            type=click.FloatRange(min=1),
+            default=400.0,
+            show_default=True,
+            help="Target timed milliseconds per model per case (repetitions adapt to it, 10..1000).",
+        ),
+        click.option(
+            "--rounds",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Reference and candidate timing alternate in this many rounds.",
+        ),
+        click.option(
+            "--flush-cache/--warm-cache",
+            default=None,
+            help="Flush the cache between timed calls (default: on for gpu/npu, off for cpu).",
+        ),
+        click.option(
+            "--isolation",
+            type=click.Choice(["process", "none"]),
+            default="process",
+            show_default=True,
+            help="process: each candidate in its own killable process (safe). none: in-process, for debugging only.",
+        ),
+        click.option(
+            "--output-limit",
+            type=click.IntRange(min=0),
+            default=16384,
+            show_default=True,
+            help="Bytes of the candidate's stdout and of its stderr kept in the result (the last ones).",
+        ),
+        click.option(
+            "--build-cache",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Folder that keeps each solution file's compiled kernels (C++ extensions, Triton) for its"
+            " next run, keyed by the file's SHA-256 [default: $HARNESS_BUILD_CACHE, else"
+            " ~/.cache/kernel-harness/builds].",
+        ),
+        click.option(
+            "--no-build-cache",
+            is_flag=True,
+            default=False,
+            help="Build every candidate from scratch (nothing is read from or kept in the build cache).",
+        ),
+        click.option(
+            "--strict",
+            metavar="IDS",
+            default=None,
+            help="Static flags of the candidate's source that fail it instead of only being reported, e.g."
+            " stream,thread,subprocess (or all); see docs/correctness.md for the flag ids.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def strict_ids(text: str | None) -> tuple[str, ...]:
+    """The flag ids of ``--strict`` (a usage error names unknown ones)."""
+    if not text:
+        return ()
+    from harness.analysis.static_flags import parse_strict
+
+    try:
+        return tuple(sorted(parse_strict(text)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--strict") from exc
+
+
+def eval_config(backend: str, **kw: Any) -> Any:
+    from harness.evaluation.evaluate import EvalConfig
+    from harness.timing import TimingConfig
+
+    timing = TimingConfig(budget_ms=kw["budget_ms"], rounds=kw["rounds"], flush_cache=kw["flush_cache"])
+    return EvalConfig(
+        backend=backend,
+        trials=kw["trials"],
+        timeout_s=kw["timeout_s"],
+        seed=kw["seed"],
+        timing=timing,
+        output_limit_bytes=kw["output_limit"],
+        isolation=kw["isolation"],
+        build_cache=build_cache_root(kw.get("build_cache"), kw.get("no_build_cache", False)),
+        strict=strict_ids(kw.get("strict")),
+    )
+
+
+def build_cache_root(option: str | Path | None, disabled: bool) -> str | None:
+    """The build cache folder the options ask for (None: no cache)."""
+    from harness.evaluation.build_cache import default_root
+
+    if disabled:
+        return None
+    root = Path(option).expanduser() if option else default_root()
+    return str(root.resolve()) if root is not None else None
+
+
+def container_build_cache(kw: dict[str, Any]) -> Path | None:
+    """The host folder bound as a container's build cache: the one the options name, else a
+    ``container`` folder in the default cache (the image's torch is not the host's)."""
+    if kw.get("build_cache") or kw.get("no_build_cache"):
+        root = build_cache_root(kw.get("build_cache"), kw.get("no_build_cache", False))
+        return Path(root) if root else None
+    default = build_cache_root(None, False)
+    return Path(default) / "container" if default else None
+
+
+def provenance(config: dict[str, Any], suite: Path | None, note: str | None = None) -> dict[str, Any]:
+    import os
+
+    from harness.artifacts.provenance import command_line, git_commit
+
+    image = os.environ.get("HARNESS_IMAGE")
+    return {
+        "command_line": command_line(),
+        "config": config,
+        "suite_git_commit": git_commit(suite) if suite else None,
+        "runtime": "docker" if image else "local",
+        "runtime_note": note,
+        "container_image": {
+            "name": image,
+            "id": os.environ.get("HARNESS_IMAGE_ID"),
+            "digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
+        }
+        if image
+        else None,
+    }
+
+
+def runtime_options(fn: Any) -> Any:
+    fn = click.option(
+        "--image",
+        default=None,
+        metavar="NAME",
+        help="Image for --runtime docker (default: kernel-harness/<backend>:dev, built by nox -s image-<backend>).",
+    )(fn)
+    return click.option(
+        "--runtime",
+        type=click.Choice(["local", "docker", "auto"]),
+        default="local",
+        show_default=True,
+        help="docker: run inside the backend's image (no network, read-only root, limits); "
+        "auto: docker when an engine answers and the image exists, else local (noted in the result).",
+    )(fn)
+
+
+def command_args(command: str) -> list[str]:
+    """This process's arguments after the command name (what a container re-runs)."""
+    argv = sys.argv[1:]
+    return argv[argv.index(command) + 1 :] if command in argv else argv
+
+
+def now_stamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")

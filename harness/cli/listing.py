@@ -1,0 +1,61 @@
+"""`harness list`: the cases of a suite, read without importing them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.cli.common import BACKEND_CHOICES, case_option, console, filter_option, suite_option, tier_option
+
+
+@click.command("list")
+@suite_option
+@tier_option
+@case_option
+@filter_option
+@click.option(
+    "--backend",
+    type=click.Choice(BACKEND_CHOICES),
+    default=None,
+    help="Show which cases would be skipped on this backend and why.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the case list as JSON on stdout.")
+def list_cmd(
+    suite: Path, tiers: tuple[str, ...], names: tuple[str, ...], keyword: str | None, backend: str | None, as_json: bool
+) -> None:
+    """List the cases of a suite (tier, name, backends, summary); reads files without importing them."""
+    from harness.suite.cases import discover
+
+    cases = discover(suite, tiers, names, keyword)
+    rows: list[dict[str, Any]] = [
+        {
+            "tier": c.tier,
+            "name": c.name,
+            "path": str(c.path),
+            "backends": list(c.backends),
+            "skip_reason": c.skip_reason(backend) if backend else None,
+            "summary": c.summary,
+        }
+        for c in cases
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} case(s) in {suite}")
+    for column in ("tier", "case", "backends", "summary"):
+        table.add_column(column)
+    for row in rows:
+        summary = escape(row["summary"])
+        if row["skip_reason"]:
+            summary = f"[yellow]skipped: {escape(row['skip_reason'])}[/]"
+        table.add_row(row["tier"], row["name"], ",".join(row["backends"]), summary)
+    console().print(table)
+
+
+COMMANDS = [list_cmd]

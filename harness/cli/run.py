@@ -1,0 +1,144 @@
+"""`harness run`: a solution set on a suite, with a journal, resume and artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.cli.common import (
+    BACKEND_CHOICES,
+    case_option,
+    command_args,
+    console,
+    container_build_cache,
+    eval_config,
+    eval_options,
+    filter_option,
+    now_stamp,
+    provenance,
+    runtime_options,
+    suite_option,
+    tier_option,
+)
+from harness.errors import BadInput
+
+
+@click.command("run")
+@click.option(
+    "--backend",
+    type=click.Choice((*BACKEND_CHOICES, "all")),
+    default="cpu",
+    show_default=True,
+    help="Backend to run on; 'all' runs every backend, listing unavailable ones as such.",
+)
+@click.option(
+    "--solutions",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of candidates: <solutions>/t<N>/<case>.py defining ModelNew (required unless --resume).",
+)
+@suite_option
+@tier_option
+@case_option
+@filter_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for journal.jsonl, result.json and leaderboard.json (default: results/<time>).",
+)
+@click.option("--devices", default=None, metavar="0,1", help="Device indices to use, one worker each (default: 0).")
+@click.option(
+    "--pass-n",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Attempts per case: the first N files in <solutions>/t<N>/<case>/, or N runs of a single file.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Continue the interrupted run in this folder (its journal decides configuration and cases).",
+)
+@click.option("--overwrite", is_flag=True, help="Start afresh in --out even if it holds an earlier run's journal.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-case lines; the table only.")
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="An earlier result.json to compare this run with; writes the agent eval report (see --eval-report).",
+)
+@click.option(
+    "--eval-report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the eval report when --baseline is given (default: <out>/eval-report.json).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="With --baseline: smallest change in percent that counts as improved or regressed.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="With --baseline: significance level of the per-case test (Holm-corrected across cases).",
+)
+@eval_options
+@runtime_options
+def run_cmd(**kw: Any) -> None:
+    """Evaluate a solution set on a suite; write result.json and leaderboard.json under --out.
+
+    Exit code 0 when every evaluated case passes, 1 when any fails, errors or times out.
+    """
+    from harness.containers.runtime import choose_runtime
+
+    backend = kw["backend"] if kw["backend"] != "all" else "cpu"
+    choice = choose_runtime(kw.pop("runtime"), backend, kw["image"])
+    if choice.runtime == "docker":
+        raise SystemExit(_run_in_container(kw, backend))
+    kw["runtime_note"] = choice.note
+    from harness.evaluation.run import run_suite
+
+    code = run_suite(kw, eval_config, provenance, console)
+    if code:
+        raise SystemExit(code)
+
+
+def _run_in_container(kw: dict[str, Any], backend: str) -> int:
+    """`harness run` inside the image; the host stamps runtime and image into the artifacts."""
+    from harness.containers.runtime import run_in_container, stamp_provenance, strip_runtime_args
+
+    if kw["backend"] == "all":
+        raise BadInput("--runtime docker runs one backend per image; pass --backend cpu, gpu or npu")
+    if kw["resume"] and not kw["solutions"]:
+        raise BadInput("--resume with --runtime docker needs --solutions again (the host folder to mount)")
+    if not kw["solutions"]:
+        raise BadInput("--solutions DIR is required (e.g. --solutions benchmark/solutions/cpu)")
+    out = Path(kw["resume"] or kw["out"] or Path("results") / now_stamp())
+    args = strip_runtime_args(command_args("run"))
+    if not kw["out"] and not kw["resume"]:
+        args += ["--out", str(out)]
+    if not kw["resume"] and not any(a == "--suite" or a.startswith("--suite=") for a in args):
+        args += ["--suite", str(kw["suite"])]  # the default suite is a host path: mount and name it
+    code, image = run_in_container(
+        ["run", *args],
+        backend=backend,
+        image=kw["image"],
+        suite=kw["suite"],
+        solutions=kw["solutions"],
+        out=out,
+        build_cache=container_build_cache(kw),
+    )
+    stamp_provenance([out / "result.json", out / "leaderboard.json"], image, kw["suite"])
+    console(stderr=True).print(f"ran in {image['name']} ({(image['id'] or '')[:19]}); artifacts in {out}")
+    return code
+
+
+COMMANDS = [run_cmd]
