@@ -129,8 +129,8 @@ def measure_case(case_path: Path, sets: list[str], trials: int, small: dict[str,
     """Rows for one case: each solution set given, then zeros and the constant."""
     import torch
 
+    from harness.sandbox.session import _adopt_reference_weights
     from harness.suite.cases import DEFAULT_TOLERANCE, case_from_file, load_case, load_solution_class
-    from harness.sandbox.sessions import _adopt_reference_weights
 
     case = case_from_file(case_path)
     rows = []

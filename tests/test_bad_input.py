@@ -256,7 +256,7 @@ def test_an_internal_error_is_one_line_and_exit_70(tmp_path: Path, suite: Path, 
         "import harness.evaluation.run as rc\n"
         "def broken(*args, **kwargs):\n"
         "    raise ZeroDivisionError('simulated bug')\n"
-        "rc.run_suite = broken\n"
+        "rc.execute_run = broken\n"
         "from harness.cli import main\n"
         f"main(['run', '--suite', {str(suite)!r}, '--solutions', {str(solutions)!r}])\n"
     )

@@ -144,7 +144,7 @@ def test_repetitions_fill_the_budget_within_caps() -> None:
 
 
 def test_input_mutation_check_handles_nan_and_integers() -> None:
-    from harness.sandbox.sessions import _same
+    from harness.sandbox.session import _same
 
     x = torch.tensor([1.0, float("nan"), 3.0])
     assert _same([x, 7], [x.clone(), 7])

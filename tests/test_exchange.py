@@ -132,3 +132,16 @@ def test_a_candidate_that_writes_into_staged_inputs_fails_and_the_reference_keep
     result = json.loads(proc.stdout)["result"]
     assert result["status"] == "fail" and "modified its input" in result["reason"]
     assert result["correctness"]["staged_inputs"] is True
+
+
+def test_a_reference_reply_with_a_missing_or_wrong_field_is_a_protocol_error_not_a_key_error() -> None:
+    from harness.sandbox.protocol import BaselineReply, PrepareReply, ProtocolError
+
+    good = {"atol": 0.01, "rtol": 0.01, "flops": None, "input_bytes": 8, "output_bytes": 8, "outputs": 1,
+            "staging": "host", "stage_bytes": 256, "param_bytes": 0, "dtypes": ["float32"]}  # fmt: skip
+    assert PrepareReply.from_json(PrepareReply.from_json(good).to_json()) == PrepareReply.from_json(good)
+    for bad in ({**good, "atol": None}, {**good, "staging": "elsewhere"}, {**good, "input_bytes": -1}, "x"):
+        with pytest.raises(ProtocolError):
+            PrepareReply.from_json(bad)
+    with pytest.raises(ProtocolError):
+        BaselineReply.from_json({"estimate_ms": 1.0, "series": None})

@@ -19,6 +19,7 @@ import pytest
 
 from harness.evaluation.evaluate import DISTURBANCE_SHARE, _disturbance
 from harness.evaluation.forkserver import cpu_sets
+from harness.sandbox.protocol import BaselineReply
 from tests.conftest import run_harness
 from tests.test_gpu_backend import FakeBackend, needs_cuda
 
@@ -210,9 +211,10 @@ def test_device_work_a_candidate_queues_off_the_clock_is_not_a_faster_pass(tmp_p
 # --- the disturbance check itself (supervisor side, fake device) --------------------------------------
 
 
-def _base(samples: list[float]) -> dict[str, Any]:
+def _base(samples: list[float]) -> BaselineReply:
     cal = {"idle_ms": 0.02, "margin_ms": 0.1, "event_cost_ms": 0.0}
-    return {"calibration": cal, "series": {"event_ms": samples, "join_ms": [s + 0.03 for s in samples]}}
+    series = {"event_ms": samples, "join_ms": [s + 0.03 for s in samples]}
+    return BaselineReply(estimate_ms=1.0, host_ms=0.0, lead_ms=0.0, calibration=cal, series=series)
 
 
 def test_a_reference_slower_in_its_rounds_than_in_its_baseline_is_reported_as_disturbed() -> None:
@@ -230,7 +232,9 @@ def test_a_noisy_baseline_widens_the_tolerance_instead_of_failing_honest_candida
 
 
 def test_cpu_backends_have_no_baseline_check() -> None:
-    assert _disturbance(FakeBackend(), {"calibration": None, "series": {"samples_ms": [1.0] * 9}}, [9.0]) is None
+    series = {"samples_ms": [1.0] * 9}
+    cpu_base = BaselineReply(estimate_ms=1.0, host_ms=0.0, lead_ms=0.0, calibration=None, series=series)
+    assert _disturbance(FakeBackend(), cpu_base, [9.0]) is None
 
 
 def test_each_device_gets_its_own_cpus_and_cpu_0_is_left_alone() -> None:

@@ -177,7 +177,8 @@ def test_the_reference_worker_reports_any_broken_case_as_one_error_naming_it(
     tmp_path_factory: pytest.TempPathFactory, source: str
 ) -> None:
     """Whatever a case file does, `prepare` answers a value or a SessionError naming the file."""
-    from harness.sandbox.sessions import ReferenceSession, SessionError
+    from harness.sandbox.reference import ReferenceSession
+    from harness.sandbox.session import SessionError
 
     path = _write_case(tmp_path_factory.mktemp("ref"), source)
     session = ReferenceSession("cpu", "cpu")

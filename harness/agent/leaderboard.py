@@ -25,9 +25,7 @@ from harness.agent.seams import (
     host_environment,
     leaderboard_payload,
     load_artifact,
-    run_suite,
 )
-from harness.agent.settings import eval_config
 
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
@@ -92,26 +90,23 @@ def rescore(
             folder += "_"
         used.add(folder)
         team_out = out / "teams" / folder
-        run_options = {
-            **options,
-            "solutions": submission.path,
-            "names": tuple(names),
-            "keyword": None,
-            "out": team_out,
-            "overwrite": True,
-            "resume": None,
-            "pass_n": 1,
-            "baseline": None,
-            "eval_report": None,
-            "runtime_note": None,
-        }
-        console(stderr=True).print(f"re-scoring team {submission.team} ({submission.path})")
-        code = run_suite(
-            run_options,
-            lambda **kw: eval_config(kw["backend"], kw),
-            lambda config, suite, note=None: provenance(config, suite, note),
-            console,
+        from harness.cli.run import run_and_report, run_options  # `harness run` itself (the CLI imports us)
+
+        team_options = run_options(
+            options,
+            solutions=submission.path,
+            names=tuple(names),
+            keyword=None,
+            out=team_out,
+            overwrite=True,
+            resume=None,
+            pass_n=1,
+            baseline=None,
+            eval_report=None,
+            runtime_note=None,
         )
+        console(stderr=True).print(f"re-scoring team {submission.team} ({submission.path})")
+        code = run_and_report(team_options, quiet=bool(options.get("quiet")))
         if code == ExitCode.INTERRUPTED:
             raise KeyboardInterrupt
         results.append((submission, team_out / "result.json"))

@@ -16,7 +16,8 @@ Seams (what is used, and why):
 - ``envelope``, ``write_artifact``, ``write_atomic``, ``dumps``: validated, atomic artifact writes.
 - ``Journal``: the fsynced, tamper-repairing line writer of `harness run`, for attempts.jsonl.
 - ``run_payload``, ``leaderboard_payload``, ``load_artifact``: run results and leaderboards.
-- ``run_suite``: `harness run` itself, used to re-score team submissions for the leaderboard.
+- `harness.cli.run.run_and_report` (imported where used, the CLI imports this package): `harness run`
+  itself, used to re-score team submissions for the leaderboard.
 - ``host_environment``, ``command_line``, ``git_commit``, ``__version__``: provenance.
 - ``ProgressObserver``: the progress bar of `harness run`, whose bar `harness agent` shows per case.
 - ``run_options``: the click options of `harness run` (suite filters, evaluation options) that
@@ -39,7 +40,6 @@ from harness.errors import BadInput, EnvironmentUnavailable, ExitCode, HarnessEr
 from harness.evaluation.build_cache import default_root as default_build_cache
 from harness.evaluation.evaluate import EvalConfig, Task
 from harness.evaluation.journal import Journal
-from harness.evaluation.run import run_suite
 from harness.evaluation.runner import evaluate_single, skipped
 from harness.render.console import ProgressObserver
 from harness.results import CaseResult
@@ -74,7 +74,6 @@ __all__ = [
     "load_artifact",
     "run_options",
     "run_payload",
-    "run_suite",
     "skipped",
     "solution_paths",
     "summarize",

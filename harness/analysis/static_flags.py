@@ -13,6 +13,9 @@ for the same things (streams, threads, processes, sockets, files, clocks, ATen o
 Flags are best effort: a determined candidate can hide a call from any static scan (``getattr``
 with a computed name, ``exec``); the dynamic measures (sandbox, tamper guard, supervisor clock) are
 what enforce, these flags are what a reviewer reads first.
+
+Long because the rules are tables (module and call names per flag, C++ patterns) next to the few
+visitors that apply them; split, each half would be read only with the other.
 """
 
 from __future__ import annotations

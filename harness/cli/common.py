@@ -126,10 +126,12 @@ def eval_options(fn: Any) -> Any:
     return fn
 
 
-def strict_ids(text: str | None) -> tuple[str, ...]:
-    """The flag ids of ``--strict`` (a usage error names unknown ones)."""
+def strict_ids(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """The flag ids of ``--strict`` (a usage error names unknown ones); ids already parsed pass through."""
     if not text:
         return ()
+    if not isinstance(text, str):
+        return tuple(sorted(text))
     from harness.analysis.static_flags import parse_strict
 
     try:

@@ -9,16 +9,17 @@ import click
 
 from harness.cli.common import (
     BACKEND_CHOICES,
+    build_cache_root,
     case_option,
     command_args,
     console,
     container_build_cache,
-    eval_config,
     eval_options,
     filter_option,
     now_stamp,
     provenance,
     runtime_options,
+    strict_ids,
     suite_option,
     tier_option,
 )
@@ -103,12 +104,65 @@ def run_cmd(**kw: Any) -> None:
     choice = choose_runtime(kw.pop("runtime"), backend, kw["image"])
     if choice.runtime == "docker":
         raise SystemExit(_run_in_container(kw, backend))
-    kw["runtime_note"] = choice.note
-    from harness.evaluation.run import run_suite
-
-    code = run_suite(kw, eval_config, provenance, console)
+    code = run_and_report(run_options(kw, runtime_note=choice.note), quiet=kw["quiet"])
     if code:
         raise SystemExit(code)
+
+
+def run_options(kw: dict[str, Any], **changes: Any) -> Any:
+    """The `RunOptions` of this command's parsed options (``changes`` override some)."""
+    from harness.evaluation.run import RunOptions
+
+    fields = {name: kw[name] for name in RunOptions.__dataclass_fields__ if name in kw and name != "SAVED"}
+    fields["strict"] = strict_ids(kw.get("strict"))
+    fields["build_cache"] = build_cache_root(kw.get("build_cache"), kw.get("no_build_cache", False))
+    fields.update(changes)
+    return RunOptions(**fields)
+
+
+def run_and_report(options: Any, quiet: bool = False) -> int:
+    """Plan, run with a progress bar, and print the table, the summary and the warnings; the exit code."""
+    from harness.evaluation.run import execute_run, plan_run
+    from harness.render.console import ProgressObserver
+
+    plan = plan_run(options)
+    err = console(stderr=True)
+    if plan.resumed:
+        err.print(f"resuming {plan.out}: {len(plan.done)} case(s) already finished")
+    observer = ProgressObserver(err, enabled=not quiet)
+    with observer:
+        report = execute_run(plan, provenance, observer)
+    show_run_report(report)
+    return int(report.exit_code)
+
+
+def show_run_report(report: Any) -> None:
+    """What a finished (or interrupted) run says to people."""
+    from harness.evaluation.journal import JOURNAL_NAME
+    from harness.evaluation.run import LEADERBOARD_NAME, RESULT_NAME
+    from harness.render.console import results_table, summary_lines
+    from harness.render.table import eval_report_lines
+
+    err, out = console(stderr=True), console()
+    if report.journal_repairs:
+        err.print(
+            f"[yellow]warning:[/] {report.out / JOURNAL_NAME} was changed by another process during the run; "
+            f"restored {report.journal_repairs} time(s)"
+        )
+    for backend in report.backends:
+        for warning in backend.warnings:
+            err.print(f"[yellow]warning:[/] {warning}")
+    options = report.plan.options
+    out.print(results_table(report.results, title=f"{options.solutions} on {options.backend}"))
+    for line in summary_lines(report.payload):
+        out.print(line)
+    out.print(f"artifacts: {report.out / RESULT_NAME}, {report.out / LEADERBOARD_NAME}")
+    if report.eval_report is not None:
+        for line in eval_report_lines(report.eval_report):
+            out.print(line)
+        out.print(f"eval report: {report.eval_report_path}")
+    if report.interrupted:
+        err.print(f"[red]interrupted[/]: partial result written; continue with: harness run --resume {report.out}")
 
 
 def _run_in_container(kw: dict[str, Any], backend: str) -> int:

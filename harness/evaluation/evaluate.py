@@ -34,6 +34,7 @@ from harness.results import (
     CorrectnessReport,
 )
 from harness.sandbox import wire
+from harness.sandbox.protocol import BaselineReply, PrepareReply, ProtocolError
 from harness.scoring import apply_score
 from harness.suite.cases import Case, file_sha256
 from harness.timing import TimingConfig, TimingStats, for_backend, plan_repetitions, warmup_calls
@@ -189,27 +190,29 @@ def evaluate(
         except Exception as exc:  # noqa: BLE001 - raised again once the reference has answered
             starting = exc
         try:
-            meta = reference.finish(left())
-        except WorkerFailure as exc:
+            meta = PrepareReply.from_json(reference.finish(left()))
+        except (WorkerFailure, ProtocolError) as exc:
             result.reason = f"reference case failed: {exc}"
             return _finish(result, started)
         if starting is not None:
             raise starting
         assert candidate is not None
-        correctness = CorrectnessReport(trials=config.trials, atol=meta["atol"], rtol=meta["rtol"])
+        correctness = CorrectnessReport(trials=config.trials, atol=meta.atol, rtol=meta.rtol)
         result.correctness = correctness
-        result.flops = meta.get("flops")
-        result.bytes_moved = int(meta.get("input_bytes", 0)) + int(meta.get("output_bytes", 0))
+        result.flops = meta.flops
+        result.bytes_moved = meta.input_bytes + meta.output_bytes
 
-        base: dict[str, Any] | None = None
+        base: BaselineReply | None = None
         if backend.needs_baseline:
             # The reference is timed alone once before any candidate code runs (the candidate's
             # worker is set up, its device context made, the solution not imported): its later rounds
             # are checked against this baseline, which also fixes the lead and correction constants.
             candidate.call("ping", left())
             try:
-                base = reference.call("baseline", left(), timing=timing.to_json(), flush_cache=flush_cache)
-            except WorkerFailure as exc:
+                base = BaselineReply.from_json(
+                    reference.call("baseline", left(), timing=timing.to_json(), flush_cache=flush_cache)
+                )
+            except (WorkerFailure, ProtocolError) as exc:
                 result.reason = f"reference case failed: {exc}"
                 return _finish(result, started)
         else:
@@ -222,7 +225,7 @@ def evaluate(
         else:
             candidate.call("take_timing_inputs", left(), timed=timed)
         # Large outputs come back through shared memory the reference worker reads where they lie.
-        size = wire.reply_bytes(int(meta.get("output_bytes", 0)), int(meta.get("outputs", 1)))
+        size = wire.reply_bytes(meta.output_bytes, meta.outputs)
         buffer = reference.reply_buffer(size, left()) if size >= wire.SHARED_MIN_BYTES else None
         candidate.attach(buffer, left())
 
@@ -293,16 +296,16 @@ def evaluate(
     return _finish(result, started)
 
 
-def _speed_of_light(result: CaseResult, meta: dict[str, Any], device_env: dict[str, Any] | None) -> str | None:
+def _speed_of_light(result: CaseResult, meta: PrepareReply, device_env: dict[str, Any] | None) -> str | None:
     """Fill the speed-of-light figures; the reason when the candidate is faster than the hardware allows."""
     peaks = (device_env or {}).get("peaks")
     if not peaks or result.solution_timing is None or result.reference_timing is None:
         return None
-    traffic = sum(int(meta.get(k) or 0) for k in ("input_bytes", "param_bytes", "output_bytes"))
+    traffic = meta.input_bytes + meta.param_bytes + meta.output_bytes
     result.speed_of_light = assess(
         result.flops,
         traffic,
-        dtype_class(meta.get("dtypes") or []),
+        dtype_class(meta.dtypes),
         DevicePeaks.from_json(peaks),
         result.solution_timing.median_ms,
         result.reference_timing.median_ms,
@@ -310,15 +313,12 @@ def _speed_of_light(result: CaseResult, meta: dict[str, Any], device_env: dict[s
     return too_fast(result.speed_of_light)
 
 
-def _prepare_staging(
-    meta: dict[str, Any], reference: Worker, candidate: Worker, left: Callable[[], float]
-) -> bool:
+def _prepare_staging(meta: PrepareReply, reference: Worker, candidate: Worker, left: Callable[[], float]) -> bool:
     """Whether the candidate runs on inputs the reference stages (else it draws them from the seeds)."""
-    kind = meta.get("staging")
-    if not kind or not reference.can_stage or not candidate.can_stage:
+    if not meta.staging or not reference.can_stage or not candidate.can_stage:
         return False
-    if kind == "host":
-        buffer = reference.staging_buffer(int(meta.get("stage_bytes") or 0), left())
+    if meta.staging == "host":
+        buffer = reference.staging_buffer(meta.stage_bytes, left())
         if buffer is None:
             return False
         candidate.attach_staging(buffer, left())
@@ -415,7 +415,7 @@ def _measure(
     candidate: Worker,
     flush_cache: bool,
     left: Callable[[], float],
-    base: dict[str, Any] | None,
+    base: BaselineReply | None,
 ) -> str | None:
     """Warm both up, then alternate reference and candidate rounds; fills the timing fields.
 
@@ -424,14 +424,14 @@ def _measure(
     checked against. Returns why the evaluation's timings cannot be trusted, or None.
     """
     backend = get_backend(result.backend)
-    calibration = base.get("calibration") if base else None
-    lead = _finite(base.get("lead_ms")) if base else 0.0
+    calibration = base.calibration if base else None
+    lead = base.lead_ms if base else 0.0
     result.phase = PHASE_BASELINE
     # The reference was warmed up before the candidate loaded where there is a baseline; a few calls
     # bring it back after the candidate's correctness trials.
     ref_estimate = _alone(reference, candidate, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
     if base:
-        ref_estimate = base.get("estimate_ms")
+        ref_estimate = base.estimate_ms
     result.phase = PHASE_SOLUTION
     cand_estimate = _alone(candidate, reference, "warmup", left, calls=timing.min_warmup)["estimate_ms"]
     slower = max(_finite(ref_estimate), _finite(cand_estimate), 1e-6)
@@ -473,7 +473,7 @@ def _measure(
     result.timed_time_s = (sum(ref_samples) + sum(cand_samples)) / 1000.0
     result.warnings += [f"reference timing: {n[:500]}" for n in ref_notes[:20]]
     result.warnings += [f"candidate timing: {n[:500]}" for n in cand_notes[:20]]
-    _dump_raw_timing(result, base or {}, ref_raw, cand_raw)
+    _dump_raw_timing(result, base, ref_raw, cand_raw)
     return (_disturbance(backend, base, ref_samples) if base else None) or timer_inconsistency(
         list(zip(ref_rounds, ref_walls, strict=True)), list(zip(cand_rounds, cand_walls, strict=True))
     )
@@ -485,7 +485,7 @@ def _measure(
 TIMING_DUMP_ENV = "HARNESS_TIMING_DUMP"
 
 
-def _dump_raw_timing(result: CaseResult, base: dict[str, Any], ref_raw: list[Any], cand_raw: list[Any]) -> None:
+def _dump_raw_timing(result: CaseResult, base: BaselineReply | None, ref_raw: list[Any], cand_raw: list[Any]) -> None:
     import json
     import os
 
@@ -495,7 +495,8 @@ def _dump_raw_timing(result: CaseResult, base: dict[str, Any], ref_raw: list[Any
     path = Path(folder) / f"{result.backend}-{result.name}-{result.attempt}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"baseline": base, "reference": ref_raw, "candidate": cand_raw}))
+        baseline = base.to_json() if base else None
+        path.write_text(json.dumps({"baseline": baseline, "reference": ref_raw, "candidate": cand_raw}))
     except (OSError, TypeError, ValueError):
         pass
 
@@ -508,11 +509,10 @@ DISTURBANCE_SHARE = 0.03
 _DISTURBANCE_FLOOR_MS = 0.002
 
 
-def _disturbance(backend: Any, base: dict[str, Any], ref_samples: list[float]) -> str | None:
+def _disturbance(backend: Any, base: BaselineReply, ref_samples: list[float]) -> str | None:
     """Why the reference's rounds cannot be trusted (something slowed it down), or None."""
-    calibration = base.get("calibration")
-    series = base.get("series")
-    if calibration is None or not isinstance(series, dict) or not ref_samples:
+    calibration, series = base.calibration, base.series
+    if calibration is None or not ref_samples:
         return None
     count = len(series.get("event_ms") or series.get("samples_ms") or [])
     (baseline,), _ = backend.finish_rounds([series], calibration, count)

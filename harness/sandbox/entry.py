@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from harness.sandbox.candidate import CandidateSession
 from harness.sandbox.guard import Guard
 from harness.sandbox.landlock import apply_landlock
 from harness.sandbox.process import (
@@ -35,8 +36,8 @@ from harness.sandbox.process import (
     _worker_process_setup,
     prctl,
 )
+from harness.sandbox.reference import ReferenceSession
 from harness.sandbox.serve import serve
-from harness.sandbox.sessions import CandidateSession, ReferenceSession
 
 TOKEN_ENV = "HARNESS_EVAL_TOKEN"  # inherited by everything a candidate starts; used to find leftovers
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.sandbox import wire
 from harness.sandbox.guard import Guard
-from harness.sandbox.sessions import SessionError, _line, _Session
+from harness.sandbox.session import SessionError, _line, _Session
 
 
 class _Transport:

@@ -56,8 +56,7 @@ def test_a_keeper_killed_before_it_could_report_is_not_waited_for() -> None:
     import time
 
     from harness.evaluation.cleanup import make_scratch, remove_scratch
-    from harness.evaluation.forkserver import _OUTCOME_WAIT_S
-    from harness.evaluation.workers import CandidateProcess
+    from harness.evaluation.workers import _OUTCOME_WAIT_S, CandidateProcess
 
     scratch = make_scratch()
     try:
