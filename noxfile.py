@@ -15,12 +15,14 @@ from pathlib import Path
 
 import nox
 
+# One list of image names and Dockerfile folders: the harness's own (the runtime finds images by them).
+from harness.containers.images import DEFAULT_IMAGES as IMAGES
+from harness.containers.images import DOCKER_DIRS  # backend -> docker/<dir>/Dockerfile
+
 nox.options.sessions = ["tests", "lint"]
 nox.options.default_venv_backend = "none"
 
 ROOT = Path(__file__).resolve().parent
-IMAGES = {"cpu": "kernel-harness/cpu:dev", "gpu": "kernel-harness/gpu:dev", "npu": "kernel-harness/npu:dev"}
-DOCKER_DIRS = {"cpu": "cpu", "gpu": "cuda", "npu": "ascend"}  # backend -> docker/<dir>/Dockerfile
 CPU_BASE = os.environ.get("HARNESS_BASE_IMAGE", "kernel-harness/base:bookworm")  # or python:3.11-slim-bookworm
 DEFAULT_SOLUTIONS = {
     "cpu": "benchmark/solutions/cpu",

@@ -45,7 +45,7 @@ class CorrectnessReport:
     centered_tol: float | None = None
 
     def record(self, verdict: dict[str, Any]) -> None:
-        """Fold one comparison verdict (``Comparison`` as a dict, from the reference worker) into the
+        """Fold one comparison verdict (``OutputCheck`` as a dict, from the reference worker) into the
         report: worst errors, latest tolerances, and the gate of the first failure."""
         for name in ("max_abs_error", "max_rel_error", "normalized_error", "centered_error"):
             value = verdict.get(name)

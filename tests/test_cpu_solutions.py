@@ -4,7 +4,7 @@ Cost: every solution compiles its C++ kernels with torch.utils.cpp_extension, 8 
 cache. Inside the harness a build lands in the candidate's scratch folder and is kept by the harness's
 build cache (harness/build_cache.py) for the next run of the same file; here the kernels are first
 built outside the harness, two at a time, into ~/.cache/kernel-harness/torch_extensions
-(`benchmarks/cpu_solutions.py --build-only`, about two minutes cold, 15 s warm), which is faster than
+(`studies/cpu_solutions.py --build-only`, about two minutes cold, 15 s warm), which is faster than
 compiling one case after another, and the candidates load those builds read-only. A warm rerun of
 this file pays mostly the harness's process start-up per case. Hence the `slow` mark and the
 generous timeouts.
@@ -36,7 +36,7 @@ def _case_for(solution: Path) -> Path:
 @pytest.fixture(scope="module")
 def built() -> None:
     """Every solution's kernels compiled into the account's cache (a no-op when they are)."""
-    command = [sys.executable, str(REPO / "benchmarks" / "cpu_solutions.py"), "--build-only"]
+    command = [sys.executable, str(REPO / "studies" / "cpu_solutions.py"), "--build-only"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

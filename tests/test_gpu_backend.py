@@ -1,7 +1,7 @@
 """The CUDA backend: device selection, backend timing defaults, event timing that catches side-stream work.
 
 The timing logic is tested on the CPU through a fake runtime with a simulated device clock; tests
-marked ``gpu`` run the real thing and are skipped without a CUDA device (benchmarks/gpu_session.py
+marked ``gpu`` run the real thing and are skipped without a CUDA device (studies/gpu_session.py
 runs them on the lent H100).
 """
 

@@ -168,3 +168,26 @@ def test_eval_report_without_baseline_is_bad_input(suite: Path, solutions: Path,
         "--eval-report", str(tmp_path / "e.json"),
     )  # fmt: skip
     assert proc.returncode == 2 and "--baseline" in proc.stderr
+
+
+def test_validate_deep_recomputes_the_figures_and_catches_an_edited_one(
+    tmp_path: Path, suite: Path, solutions: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = run_harness("run", "--suite", str(suite), "--solutions", str(solutions), "--out", str(out), *FAST_ARGS)
+    assert proc.returncode in (0, 1), proc.stderr
+    deep = run_harness("validate", "--deep", str(out))  # a folder: every artifact in it
+    assert deep.returncode == 0, deep.stderr
+    assert "figures recomputed" in deep.stdout and "leaderboard.json" in deep.stdout
+    payload = json.loads((out / "result.json").read_text())
+    case = next(c for c in payload["cases"] if c["status"] == "pass")
+    case["speedup"] *= 2  # schema-valid, but not what the samples say
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(payload))
+    assert run_harness("validate", str(edited)).returncode == 0
+    proc = run_harness("validate", "--deep", str(edited))
+    assert proc.returncode == 4 and "speedup is" in proc.stderr and "the medians give" in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_harness("validate", str(empty))
+    assert proc.returncode == 2 and "no *.json artifact" in proc.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.agent.records import Attempt
-from harness.agent.seams import BadInput, Journal
+from harness.agent.seams import BadInput, Journal, parse_lines
 
 LOG_FORMAT = "kernel-harness-agent-attempts/1"
 
@@ -64,21 +64,12 @@ def read_log(path: Path) -> LogState:
         raise BadInput(f"{path}:1: header is not JSON ({str(exc)[:100]}); start the run again") from exc
     if not isinstance(header, dict) or header.get("format") != LOG_FORMAT:
         raise BadInput(f"{path}:1: not an attempts log of `harness agent` (format {LOG_FORMAT} expected)")
-    state = LogState(header=header)
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            if not isinstance(data, dict) or data.get("kind") != "attempt":
-                raise TypeError('a line is a JSON object with "kind": "attempt"')
-            state.attempts.append(Attempt.from_json(data))
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            if number == len(lines):
-                state.dropped_partial_line = True
-                break
-            raise BadInput(
-                f"{path}:{number}: corrupt attempt line ({type(exc).__name__}: {str(exc)[:200]}); "
-                "delete that line to ask for that turn again"
-            ) from exc
-    return state
+    fix = "delete that line to ask for that turn again"
+    attempts, dropped = parse_lines(path, lines, _attempt, "attempt line", fix)
+    return LogState(header=header, attempts=attempts, dropped_partial_line=dropped)
+
+
+def _attempt(data: dict[str, Any]) -> Attempt:
+    if data.get("kind") != "attempt":
+        raise TypeError('a line is a JSON object with "kind": "attempt"')
+    return Attempt.from_json(data)

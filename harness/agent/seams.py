@@ -14,7 +14,8 @@ Seams (what is used, and why):
 - ``Case``, ``discover``, ``solution_paths``: the suite and its solution sets.
 - ``CaseResult``, ``apply_score``, ``summarize``: one result, its score, the run summary (fast_p, geomean).
 - ``envelope``, ``write_artifact``, ``write_atomic``, ``dumps``: validated, atomic artifact writes.
-- ``Journal``: the fsynced, tamper-repairing line writer of `harness run`, for attempts.jsonl.
+- ``Journal``, ``parse_lines``: the fsynced, tamper-repairing line writer of `harness run` and its
+  reader, for attempts.jsonl.
 - ``run_payload``, ``leaderboard_payload``, ``load_artifact``: run results and leaderboards.
 - `harness.cli.run.run_and_report` (imported where used, the CLI imports this package): `harness run`
   itself, used to re-score team submissions for the leaderboard.
@@ -39,7 +40,7 @@ from harness.backends import get_backend
 from harness.errors import BadInput, EnvironmentUnavailable, ExitCode, HarnessError
 from harness.evaluation.build_cache import default_root as default_build_cache
 from harness.evaluation.evaluate import EvalConfig, Task
-from harness.evaluation.journal import Journal
+from harness.evaluation.journal import Journal, parse_lines
 from harness.evaluation.runner import evaluate_single, skipped
 from harness.render.console import ProgressObserver
 from harness.results import CaseResult
@@ -56,6 +57,7 @@ __all__ = [
     "ExitCode",
     "HarnessError",
     "Journal",
+    "parse_lines",
     "ProgressObserver",
     "Task",
     "TimingConfig",

@@ -61,7 +61,7 @@ def rule_text(threshold_pct: float, alpha: float, max_noise_pct: float) -> str:
     )
 
 
-def output_fingerprint(case: dict[str, Any]) -> tuple[str | None, str | None]:
+def case_fingerprint(case: dict[str, Any]) -> tuple[str | None, str | None]:
     """(fingerprint, source): the outputs' fingerprint when the result has one, else the solution's sha256."""
     fingerprint = (case.get("correctness") or {}).get("output_fingerprint")
     if fingerprint:
@@ -91,7 +91,7 @@ def _timing(case: dict[str, Any], which: str) -> dict[str, Any] | None:
 def side_summary(case: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """One run's view of a case, as recorded in the comparison."""
     ref, sol = _timing(case, "reference"), _timing(case, "solution")
-    fingerprint, source = output_fingerprint(case)
+    fingerprint, source = case_fingerprint(case)
     return {
         "status": case["status"],
         "phase": case.get("phase"),

@@ -41,8 +41,8 @@ _SPIN_CYCLES = 200_000
 _IDLE_PROBES = 40
 # Minimum margin above the idle turnaround before a call counts as having unjoined work. On an H100
 # the turnaround after honest calls had medians of 13-38 us and 90th percentiles up to 55 us,
-# depending on the workload (benchmarks/gpu_timing_study.py); on an H200 up to 100 us at the 99th
-# percentile (benchmarks/gpu_diagnostics.py), so the margin sits well above that spread.
+# depending on the workload (studies/gpu_timing_study.py); on an H200 up to 100 us at the 99th
+# percentile (studies/gpu_diagnostics.py), so the margin sits well above that spread.
 _MIN_MARGIN_MS = 0.100
 # ... and at most this: a slow probe among the empty calls must not widen the margin past hidden work.
 _MAX_MARGIN_MS = 0.300

@@ -217,10 +217,31 @@ def runtime_options(fn: Any) -> Any:
     )(fn)
 
 
-def command_args(command: str) -> list[str]:
-    """This process's arguments after the command name (what a container re-runs)."""
-    argv = sys.argv[1:]
-    return argv[argv.index(command) + 1 :] if command in argv else argv
+def to_argv(command: click.Command, values: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """The option words that give ``command`` these parsed ``values`` (what a child process re-runs).
+
+    Rebuilt from the parsed options, as nox's ``to_argv`` does, instead of editing this process's
+    argv: a value given as ``--opt=v``, abbreviated or defaulted comes out the same way. Options at
+    their default are left out; positional arguments are the caller's.
+    """
+    argv: list[str] = []
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.name is None or param.name in skip:
+            continue
+        value = values.get(param.name)
+        if value is None or value == param.default or (param.multiple and not value):
+            continue
+        if param.is_flag:
+            if value:
+                argv.append(param.opts[0])
+            elif param.secondary_opts:
+                argv.append(param.secondary_opts[0])
+        elif param.multiple:
+            for item in value:
+                argv += [param.opts[0], str(item)]
+        else:
+            argv += [param.opts[0], str(value)]
+    return argv
 
 
 def now_stamp() -> str:

@@ -11,13 +11,13 @@ import click
 
 from harness.cli.common import (
     BACKEND_CHOICES,
-    command_args,
     console,
     container_build_cache,
     eval_config,
     eval_options,
     provenance,
     runtime_options,
+    to_argv,
 )
 from harness.errors import BadInput, ExitCode
 
@@ -119,16 +119,14 @@ def _eval_in_container(
     import tempfile
 
     from harness.artifacts.writing import write_atomic
-    from harness.containers.runtime import run_in_container, stamp_provenance, strip_runtime_args
+    from harness.containers.runtime import run_in_container, stamp_provenance
     from harness.results import CaseResult
 
     tier_dir = case_file.resolve().parent
     suite = tier_dir.parent if tier_dir.name[:1] == "t" and tier_dir.name[1:].isdigit() else tier_dir
-    args = strip_runtime_args(command_args("eval"))
-    args = [a for a in args if a not in ("--json", "--feedback")]
-    if "--out" in args:
-        i = args.index("--out")
-        del args[i : i + 2]
+    values = click.get_current_context().params
+    args = [str(case_file), str(solution_file)]
+    args += to_argv(eval_cmd, values, skip=("runtime", "image", "as_json", "feedback", "out"))
     with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
         inner_out = Path(tmp) / "case.json"
         code, provenance = run_in_container(

@@ -11,7 +11,6 @@ from harness.cli.common import (
     BACKEND_CHOICES,
     build_cache_root,
     case_option,
-    command_args,
     console,
     container_build_cache,
     eval_options,
@@ -22,6 +21,7 @@ from harness.cli.common import (
     strict_ids,
     suite_option,
     tier_option,
+    to_argv,
 )
 from harness.errors import BadInput
 
@@ -167,7 +167,7 @@ def show_run_report(report: Any) -> None:
 
 def _run_in_container(kw: dict[str, Any], backend: str) -> int:
     """`harness run` inside the image; the host stamps runtime and image into the artifacts."""
-    from harness.containers.runtime import run_in_container, stamp_provenance, strip_runtime_args
+    from harness.containers.runtime import run_in_container, stamp_provenance
 
     if kw["backend"] == "all":
         raise BadInput("--runtime docker runs one backend per image; pass --backend cpu, gpu or npu")
@@ -176,7 +176,7 @@ def _run_in_container(kw: dict[str, Any], backend: str) -> int:
     if not kw["solutions"]:
         raise BadInput("--solutions DIR is required (e.g. --solutions benchmark/solutions/cpu)")
     out = Path(kw["resume"] or kw["out"] or Path("results") / now_stamp())
-    args = strip_runtime_args(command_args("run"))
+    args = to_argv(run_cmd, click.get_current_context().params, skip=("runtime", "image"))
     if not kw["out"] and not kw["resume"]:
         args += ["--out", str(out)]
     if not kw["resume"] and not any(a == "--suite" or a.startswith("--suite=") for a in args):

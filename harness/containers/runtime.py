@@ -47,23 +47,6 @@ def choose_runtime(requested: str, backend: str, image: str | None) -> RuntimeCh
     return RuntimeChoice("docker")
 
 
-def strip_runtime_args(args: Sequence[str]) -> list[str]:
-    """The command's own arguments without --runtime/--image (the container runs locally inside)."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in ("--runtime", "--image"):
-            skip = True
-            continue
-        if arg.startswith(("--runtime=", "--image=")):
-            continue
-        out.append(arg)
-    return out
-
-
 def _remap_devices(args: list[str]) -> tuple[list[str], list[str] | None]:
     """Host device indices go to the container's device request; inside they are numbered from 0."""
     for i, arg in enumerate(args):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from harness.errors import BadInput
 from harness.results import CaseResult
 
+T = TypeVar("T")
 JOURNAL_NAME = "journal.jsonl"
 JOURNAL_FORMAT = "kernel-harness-journal/1"
 
@@ -104,7 +106,21 @@ def read_journal(path: Path) -> JournalState:
     if not lines:
         raise BadInput(f"{path}: journal is empty; start the run again without --resume")
     header = _parse_header(path, lines[0])
-    state = JournalState(header=header)
+    results, dropped = parse_lines(
+        path, lines, CaseResult.from_json, "journal line", "delete that line to re-run its case, or start the run again"
+    )
+    return JournalState(header=header, results=results, dropped_partial_line=dropped)
+
+
+def parse_lines(
+    path: Path, lines: list[str], parse: Callable[[dict[str, Any]], T], what: str, fix: str
+) -> tuple[list[T], bool]:
+    """The records of a JSONL log after its header line, and whether a torn last line was dropped.
+
+    A last line cut off by a crash is dropped; a bad line elsewhere is BadInput naming the file, the
+    line and ``fix``. ``parse`` may raise ValueError, KeyError, TypeError or AttributeError.
+    """
+    records: list[T] = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -112,16 +128,12 @@ def read_journal(path: Path) -> JournalState:
             data = json.loads(line)
             if not isinstance(data, dict):
                 raise TypeError(f"a line is a JSON object, not {type(data).__name__}")
-            state.results.append(CaseResult.from_json(data))
+            records.append(parse(data))
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             if number == len(lines):
-                state.dropped_partial_line = True
-                break
-            raise BadInput(
-                f"{path}:{number}: corrupt journal line ({type(exc).__name__}: {str(exc)[:200]}); "
-                "delete that line to re-run its case, or start the run again"
-            ) from exc
-    return state
+                return records, True
+            raise BadInput(f"{path}:{number}: corrupt {what} ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from exc
+    return records, False
 
 
 def _parse_header(path: Path, line: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 # Second gate. Honest solutions of the bundled sets stay at or below 4.1e-3 on both errors (a bfloat16
 # output; float32 ones below 1e-6, 4.1e-4 with TF32 GEMMs), while zeros score 1 on the normalized
 # error and constants 1 on the centred one: 0.05 sits a factor 12 and 20 from either side
-# (docs/correctness.md, `python3 benchmarks/correctness_margins.py`).
+# (docs/correctness.md, `python3 studies/correctness_margins.py`).
 NORMALIZED_TOL = 0.05
 CENTERED_TOL = 0.05
 
@@ -37,7 +37,7 @@ GATES = ("structure", "non_finite", "elementwise", "normalized", "constant")
 
 
 @dataclass
-class Comparison:
+class OutputCheck:
     """Outcome of comparing one set of outputs; ``reason`` is None when they match.
 
     ``gate`` names the check that failed (one of GATES), None when they match. Each scale-free error
@@ -72,7 +72,7 @@ def compare_outputs(
     rtol: float,
     normalized_tol: float = NORMALIZED_TOL,
     centered_tol: float = CENTERED_TOL,
-) -> Comparison:
+) -> OutputCheck:
     """Whether ``candidate`` matches ``reference``: structure, then both value gates (module docstring).
 
     NaN or infinity in the candidate where the reference is finite fails; so does any difference in
@@ -83,7 +83,7 @@ def compare_outputs(
     an all-zero reference (normalized) or a constant one (centred): there the elementwise gate decides.
     """
     if len(reference) != len(candidate):
-        return Comparison(False, f"expected {len(reference)} output(s), got {len(candidate)}", gate="structure")
+        return OutputCheck(False, f"expected {len(reference)} output(s), got {len(candidate)}", gate="structure")
     with _one_thread():
         return _compare_all(reference, candidate, atol, rtol, normalized_tol, centered_tol)
 
@@ -106,20 +106,20 @@ def _one_thread() -> Iterator[None]:
 
 def _compare_all(
     reference: list[Any], candidate: list[Any], atol: float, rtol: float, normalized_tol: float, centered_tol: float
-) -> Comparison:
+) -> OutputCheck:
     total = _Tally()
     outputs: list[_ScaleFree] = []
     for index, (ref, out) in enumerate(zip(reference, candidate, strict=True)):
         where = f"output {index}" if len(reference) > 1 else "output"
         problem = _structural_problem(where, ref, out)
         if problem:
-            return Comparison(False, problem, gate="structure")
+            return OutputCheck(False, problem, gate="structure")
         if out.numel() == 0:
             continue
         moments = _PairMoments()
         problem = _compare_values(where, ref, out, atol, rtol, total, moments)
         if problem:
-            return Comparison(False, problem, gate="non_finite")
+            return OutputCheck(False, problem, gate="non_finite")
         outputs.append(moments.scale_free(where, _unit_roundoff(ref.dtype), normalized_tol, centered_tol))
     fraction = total.mismatched / total.elements if total.elements else 0.0
     # The scale-free figures of the output that came closest to failing, each with its own tolerance.
@@ -135,7 +135,7 @@ def _compare_all(
         "centered_tol": worst_c.centered_tol if worst_c else centered_tol,
     }
     if total.mismatched:
-        return Comparison(
+        return OutputCheck(
             False,
             f"{total.mismatched} of {total.elements} elements differ beyond atol={atol:g}, rtol={rtol:g} "
             f"(max abs error {total.worst_abs:.3g}, max rel error {total.worst_rel:.3g})",
@@ -143,10 +143,10 @@ def _compare_all(
             **figures,
         )
     if worst_n is not None and worst_n.normalized_ratio > 1.0:
-        return Comparison(False, worst_n.normalized_reason(), gate="normalized", **figures)
+        return OutputCheck(False, worst_n.normalized_reason(), gate="normalized", **figures)
     if worst_c is not None and worst_c.centered_ratio > 1.0:
-        return Comparison(False, worst_c.centered_reason(), gate="constant", **figures)
-    return Comparison(True, None, **figures)
+        return OutputCheck(False, worst_c.centered_reason(), gate="constant", **figures)
+    return OutputCheck(True, None, **figures)
 
 
 # Rounding allowance of the scale-free gates, in units of the output dtype's unit roundoff: an honest

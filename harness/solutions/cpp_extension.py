@@ -119,7 +119,7 @@ def build_roots() -> list[Path]:
 
     The home comes from the password database: the harness points HOME and TORCH_EXTENSIONS_DIR into a
     candidate's scratch folder and refuses writes outside it, so a sandboxed candidate can still *read*
-    a build made outside (e.g. by benchmarks/cpu_solutions.py).
+    a build made outside (e.g. by studies/cpu_solutions.py).
     """
     try:
         home = Path(pwd.getpwuid(os.getuid()).pw_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.containers.runtime import choose_runtime, strip_runtime_args
+from harness.containers.runtime import choose_runtime
 from tests.conftest import FAST_ARGS, load_json, run_harness
 
 IMAGE = os.environ.get("HARNESS_TEST_IMAGE", "kernel-harness/cpu:dev")
@@ -109,9 +109,16 @@ def test_docker_runtime_without_engine_is_an_environment_error(suite: Path, solu
     assert proc.stderr.startswith("error:")
 
 
-def test_runtime_options_are_stripped_for_the_inner_command() -> None:
-    args = ["--runtime", "docker", "--image=x", "--suite", "s", "--runtime=auto", "--out", "o"]
-    assert strip_runtime_args(args) == ["--suite", "s", "--out", "o"]
+def test_the_inner_command_is_rebuilt_from_the_parsed_options_without_the_runtime_ones() -> None:
+    from harness.cli.common import to_argv
+    from harness.cli.run import run_cmd
+
+    ctx = run_cmd.make_context(
+        "run", ["--runtime=docker", "--image", "x", "--suite=s", "--out", "o", "--tier", "t1", "--tier", "t2",
+                "--warm-cache", "--quiet", "--budget-ms", "400"],  # the last is the default: left out
+    )  # fmt: skip
+    argv = to_argv(run_cmd, ctx.params, skip=("runtime", "image"))
+    assert argv == ["--suite", "s", "--tier", "t1", "--tier", "t2", "--out", "o", "--quiet", "--warm-cache"]
 
 
 def test_auto_fallback_is_recorded_in_the_result(suite: Path, solutions: Path, tmp_path: Path) -> None:

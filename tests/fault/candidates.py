@@ -258,8 +258,8 @@ FAULTS = [
             "return x * 3",
             prelude="""
             import harness.sandbox.correctness
-            from harness.sandbox.correctness import Comparison
-            harness.sandbox.correctness.compare_outputs = lambda *a, **k: Comparison(True)
+            from harness.sandbox.correctness import OutputCheck
+            harness.sandbox.correctness.compare_outputs = lambda *a, **k: OutputCheck(True)
             """,
         ),
         "error",

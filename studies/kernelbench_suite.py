@@ -2,7 +2,7 @@
 
 Usage::
 
-    python3 benchmarks/kernelbench_suite.py SRC_DIR DEST [--tier t1]
+    python3 studies/kernelbench_suite.py SRC_DIR DEST [--tier t1]
 
 SRC_DIR holds KernelBench problem files (e.g. KernelBench/level1/*.py of a checkout of
 ScalingIntelligence/KernelBench); they are copied unchanged to DEST/<tier>/ and each gets an A/A

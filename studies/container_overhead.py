@@ -1,6 +1,6 @@
 """Extra wall time of `--runtime docker` over `--runtime local` on the same suite, side by side.
 
-Usage: python3 benchmarks/container_overhead.py [--tier t1] [--repeat 2] [--image kernel-harness/cpu:dev]
+Usage: python3 studies/container_overhead.py [--tier t1] [--repeat 2] [--image kernel-harness/cpu:dev]
 Runs `harness run` alternately with each runtime (same seed, budget and cases) and prints the
 median wall time of each and their difference, per run and per case. Needs a Docker engine and
 the CPU image (nox -s image-cpu). A benchmark, not a test: it prints figures, asserts nothing.

@@ -4,8 +4,8 @@ Both runs evaluate the same candidates (the bundled reference set, each case aga
 reference), so every `improved` or `regressed` verdict is a false alarm. The issue's bar: at least
 95 % of cases without one. Not a test (it takes minutes and measures the machine); run it by hand:
 
-    python3 benchmarks/compare_false_alarms.py                       # t1 and t2, two runs
-    python3 benchmarks/compare_false_alarms.py --budget-ms 400 --pairs 3 --tier t1
+    python3 studies/compare_false_alarms.py                       # t1 and t2, two runs
+    python3 studies/compare_false_alarms.py --budget-ms 400 --pairs 3 --tier t1
 
 Prints the verdict counts per pair and in total, the false-alarm rate and the noise seen.
 """

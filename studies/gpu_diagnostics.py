@@ -2,7 +2,7 @@
 
 Usage on the device machine (repository root, wheels installed)::
 
-    python3 benchmarks/gpu_diagnostics.py OUT [SECTION ...]
+    python3 studies/gpu_diagnostics.py OUT [SECTION ...]
 
 Sections (default: all): startup, pairs, stopinit, ipc, harness. Each prints a few lines and
 everything goes to OUT/diagnostics.json. The two-process experiments mirror the harness's protocol

@@ -1,6 +1,6 @@
 """Timing micro-study on a CUDA GPU: candidate timing methods against the profiler's kernel durations.
 
-Run on the device: ``python3 benchmarks/gpu_timing_study.py OUT.json``. For each workload it records
+Run on the device: ``python3 studies/gpu_timing_study.py OUT.json``. For each workload it records
 the harness's method (events on the calling stream + per-call join check, flush and warm lead), the
 previous method (device-wide synchronize before the end event), the simple method (3 x 100
 back-to-back, warm), triton's do_bench (median), the profiler's per-call kernel time (flush and warm)

@@ -11,8 +11,8 @@ of isolation.
 
 This is a benchmark, not a test: run it on a quiet machine.
 
-    python3 benchmarks/isolation_overhead.py                       # whole bundled suite
-    python3 benchmarks/isolation_overhead.py --tier t1 --tier t2   # a subset
+    python3 studies/isolation_overhead.py                       # whole bundled suite
+    python3 studies/isolation_overhead.py --tier t1 --tier t2   # a subset
 """
 
 from __future__ import annotations

@@ -2,16 +2,16 @@
 
 Usage on the device machine (repository root, wheels installed, PYTHONPATH set)::
 
-    python3 benchmarks/gpu_session.py OUT STEP [STEP ...]
+    python3 studies/gpu_session.py OUT STEP [STEP ...]
 
 Steps (run in order, each with its own time limit, all under one deadline, SESSION_DEADLINE_S):
   env                     versions, nvidia-smi, `harness --help`, device selection checks
-  study                   benchmarks/gpu_timing_study.py -> OUT/study.json
+  study                   studies/gpu_timing_study.py -> OUT/study.json
   sidestream              the hidden-side-stream candidate of tests/test_gpu_backend.py through `harness eval`
   triton[:ARGS]           `harness run` of benchmark/solutions/triton -> runs/triton
   reference[:ARGS]        `harness run` of benchmark/solutions/reference -> runs/reference
   calibrate[:ARGS]        `harness calibrate` -> runs/<tag>.json
-  kernelbench[:ARGS]      A/A over KernelBench problem files in .kb/level1 (benchmarks/kernelbench_suite.py)
+  kernelbench[:ARGS]      A/A over KernelBench problem files in .kb/level1 (studies/kernelbench_suite.py)
   evalwall                wall time of `harness eval` of relu against its reference, three times
   pytest[:ARGS]           the tests marked gpu (test files given in ARGS, else the GPU test files)
 ARGS are extra command-line words separated by commas (e.g. ``triton:--budget-ms,100,--tier,t2``);
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
                 60,
             )
         elif name == "study":
-            run([PY, "benchmarks/gpu_timing_study.py", str(out / "study.json")], 300)
+            run([PY, "studies/gpu_timing_study.py", str(out / "study.json")], 300)
         elif name == "sidestream":
             sys.path.insert(0, str(ROOT))
             from tests.test_gpu_backend import HIDDEN_SIDE_STREAM, JOINED_SIDE_STREAM, SIDE_STREAM_CASE
@@ -170,7 +170,7 @@ def main(argv: list[str]) -> int:
             tag = next((a for a in args if a.startswith("tag=")), "tag=kernelbench")[4:]
             args = [a for a in args if not a.startswith("tag=")]
             suite = runs / "kb-suite"
-            run([PY, "benchmarks/kernelbench_suite.py", ".kb/level1", str(suite)], 60)
+            run([PY, "studies/kernelbench_suite.py", ".kb/level1", str(suite)], 60)
             run(
                 [
                     PY, "-m", "harness", "run", "--backend", "gpu", "--suite", str(suite),

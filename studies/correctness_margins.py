@@ -18,9 +18,9 @@ seeded inputs, CPU sizes) for a few trial seeds, and compares with ``compare_out
 It prints one row per case and set (worst over the trials) and, at the end, the largest honest
 figures against the smallest trivial ones: the margins docs/correctness.md quotes.
 
-    python3 benchmarks/correctness_margins.py                      # reference and cpu sets, 2 trials
-    python3 benchmarks/correctness_margins.py --sets triton        # TRITON_INTERPRET=1 is set here
-    python3 benchmarks/correctness_margins.py --case softmax --json /tmp/margins.json
+    python3 studies/correctness_margins.py                      # reference and cpu sets, 2 trials
+    python3 studies/correctness_margins.py --sets triton        # TRITON_INTERPRET=1 is set here
+    python3 studies/correctness_margins.py --case softmax --json /tmp/margins.json
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ measures: interleaved reference/candidate rounds in isolated workers), reads ``r
 prints one row per evaluated case (reference and candidate median milliseconds, speedup, status) and
 the geometric mean of the speedups of the passing cases.
 
-    python benchmarks/cpu_solutions.py                         # build, run, then print the table
-    python benchmarks/cpu_solutions.py --out /tmp/cpu-run      # keep the artifacts there
-    python benchmarks/cpu_solutions.py --no-run --out DIR      # only print the table of an earlier run
-    python benchmarks/cpu_solutions.py --build-only            # only compile (what the tests do first)
-    python benchmarks/cpu_solutions.py -- --case gelu --rounds 20   # extra `harness run` options
+    python studies/cpu_solutions.py                         # build, run, then print the table
+    python studies/cpu_solutions.py --out /tmp/cpu-run      # keep the artifacts there
+    python studies/cpu_solutions.py --no-run --out DIR      # only print the table of an earlier run
+    python studies/cpu_solutions.py --build-only            # only compile (what the tests do first)
+    python studies/cpu_solutions.py -- --case gelu --rounds 20   # extra `harness run` options
 
 Exit status: the harness's (0 when every case passed), or 2 when there is no result to read.
 """
