@@ -6,9 +6,9 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 stamp=.cache/setup.stamp
 mkdir -p .cache
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && $PYTHON -c "import harness, torch, triton, nox, httpx" 2>/dev/null; then
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && $PYTHON -c "import harness, torch, triton, nox, httpx, importlib.util as u; assert u.find_spec('ray')" 2>/dev/null; then
   exit 0
 fi
 $PYTHON -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
-$PYTHON -m pip install -q --disable-pip-version-check -e ".[triton,docker,agent,test,lint]" nox
+$PYTHON -m pip install -q --disable-pip-version-check -e ".[triton,docker,agent,ray,test,lint]" nox
 touch "$stamp"

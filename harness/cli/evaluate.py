@@ -32,6 +32,9 @@ from harness.errors import BadInput, ExitCode
 @click.option(
     "--feedback", is_flag=True, help="Print the feedback `harness agent` sends a model (for external agents)."
 )
+# Hidden: which pass@N attempt of a run this is; with --seed RUN_SEED it draws that attempt's inputs
+# (harness.evaluation.evaluate.seeds_for), as `harness run --executor ray` needs for its tasks.
+@click.option("--attempt", type=click.IntRange(min=0), default=0, hidden=True)
 @eval_options
 @runtime_options
 def eval_cmd(
@@ -42,6 +45,7 @@ def eval_cmd(
     as_json: bool,
     out: Path | None,
     feedback: bool,
+    attempt: int,
     runtime: str,
     image: str | None,
     **kw: Any,
@@ -76,7 +80,7 @@ def eval_cmd(
     if device_index is not None:
         devices, _ = get_backend(backend).select_devices([device_index])
         device = devices[0]
-    result, device_env = evaluate_single(Task(case, solution_file, backend), config, device)
+    result, device_env = evaluate_single(Task(case, solution_file, backend, attempt), config, device)
     environment = host_environment()
     environment["backends"] = {backend: device_env}
     payload = case_payload(result, provenance(config.to_json(), case_file.parent, choice.note), environment)

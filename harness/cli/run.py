@@ -91,6 +91,18 @@ from harness.errors import BadInput
     show_default=True,
     help="With --baseline: significance level of the per-case test (Holm-corrected across cases).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: one `harness eval` per case on a Ray cluster (needs kernel-harness[ray]; docs/scaling.md).",
+)
+@click.option("--ray-address", metavar="HOST:PORT", help="Ray cluster [default: $RAY_ADDRESS, else a local one].")
+@click.option("--ray-ship-files", is_flag=True, help="Send case and solution files with each task (no shared FS).")
+@click.option(
+    "--ray-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="CPUs per Ray task."
+)
 @eval_options
 @runtime_options
 def run_cmd(**kw: Any) -> None:
@@ -101,10 +113,13 @@ def run_cmd(**kw: Any) -> None:
     from harness.containers.runtime import choose_runtime
 
     backend = kw["backend"] if kw["backend"] != "all" else "cpu"
-    choice = choose_runtime(kw.pop("runtime"), backend, kw["image"])
+    if kw["executor"] == "ray":  # each task runs `harness eval --runtime RUNTIME` on its node
+        note = f"--executor ray: each case ran with --runtime {kw['runtime']} on its node"
+        raise SystemExit(run_and_report(run_options(kw, runtime_note=note), quiet=kw["quiet"]))
+    choice = choose_runtime(kw["runtime"], backend, kw["image"])
     if choice.runtime == "docker":
         raise SystemExit(_run_in_container(kw, backend))
-    code = run_and_report(run_options(kw, runtime_note=choice.note), quiet=kw["quiet"])
+    code = run_and_report(run_options(kw, runtime_note=choice.note, runtime="local"), quiet=kw["quiet"])
     if code:
         raise SystemExit(code)
 

@@ -48,17 +48,21 @@ def choose_runtime(requested: str, backend: str, image: str | None) -> RuntimeCh
 
 
 def _remap_devices(args: list[str]) -> tuple[list[str], list[str] | None]:
-    """Host device indices go to the container's device request; inside they are numbered from 0."""
+    """Host device indices go to the container's device request; inside they are numbered from 0.
+
+    Both `run --devices 2,3` and `eval --device 3` (what a Ray task passes: the device Ray assigned).
+    """
     for i, arg in enumerate(args):
         value = None
-        if arg == "--devices" and i + 1 < len(args):
-            value, span = args[i + 1], 2
-        elif arg.startswith("--devices="):
-            value, span = arg.split("=", 1)[1], 1
-        if value is not None:
-            host = [d.strip() for d in value.split(",") if d.strip()]
-            inner = ",".join(str(n) for n in range(len(host)))
-            return [*args[:i], "--devices", inner, *args[i + span :]], host
+        for flag in ("--devices", "--device"):
+            if arg == flag and i + 1 < len(args):
+                value, span = args[i + 1], 2
+            elif arg.startswith(f"{flag}="):
+                value, span = arg.split("=", 1)[1], 1
+            if value is not None:
+                host = [d.strip() for d in value.split(",") if d.strip()]
+                inner = ",".join(str(n) for n in range(len(host)))
+                return [*args[:i], flag, inner, *args[i + span :]], host
     return args, None
 
 

@@ -62,6 +62,14 @@ class RunOptions:
     threshold: float = 5.0
     alpha: float = 0.01
     runtime_note: str | None = None
+    # Where the cases run: this machine's devices, or one `harness eval` per case on a Ray cluster
+    # (harness.evaluation.ray_executor, docs/scaling.md); not saved, so a run can resume either way.
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None
+    ray_ship_files: bool = False
+    ray_cpus: float = 1.0
+    runtime: str = "local"  # what each Ray task passes to its `harness eval --runtime`
+    image: str | None = None
 
     SAVED = (
         "backend", "solutions", "suite", "tiers", "names", "keyword", "devices", "pass_n", "timeout_s", "trials",
@@ -207,7 +215,7 @@ def execute_run(
 
     options, out = plan.options, plan.out
     assert options.solutions is not None
-    if plan.config.isolation == "process":
+    if plan.config.isolation == "process" and options.executor != "ray":
         from harness.evaluation.forkserver import start_forkserver
 
         start_forkserver()  # it imports torch while this process checks backends and devices
@@ -242,7 +250,14 @@ def execute_run(
     interrupted = False
     backend_runs: list[BackendRun] = []
     try:
-        outcome = runner.run(plan.backends, plan.cases, done=plan.done, strict_backend=options.backend != "all")
+        if options.executor == "ray":
+            from harness.evaluation.ray_executor import run_runner_on_ray
+
+            fields = dataclasses.asdict(options)
+            strict = options.backend != "all"
+            outcome = run_runner_on_ray(runner, plan.backends, plan.cases, plan.done, fields, strict)
+        else:
+            outcome = runner.run(plan.backends, plan.cases, done=plan.done, strict_backend=options.backend != "all")
         interrupted = outcome.interrupted
         backend_runs = outcome.backends
     except KeyboardInterrupt:
