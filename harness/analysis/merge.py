@@ -61,6 +61,47 @@ def _check_environments(parts: Sequence[LoadedArtifact]) -> None:
                     )
 
 
+# Settings that may differ between the parts of one run: which part, where and on what it ran, its seed.
+_PART_SETTINGS = frozenset({"shard", "devices", "run_seed", "seed", "merged_parts", "build_cache"})
+
+
+def _check_configs(parts: Sequence[LoadedArtifact]) -> None:
+    """Parts of one run were written by one harness version with one evaluation configuration."""
+    versions = {str(p.payload.get("harness_version")) for p in parts}
+    if len(versions) > 1:
+        shown = ", ".join(sorted(versions))
+        raise BadInput(f"cannot merge: the parts were written by different harness versions ({shown})")
+    first = parts[0]
+    expected = {k: v for k, v in (first.payload["provenance"].get("config") or {}).items() if k not in _PART_SETTINGS}
+    for part in parts[1:]:
+        config = {k: v for k, v in (part.payload["provenance"].get("config") or {}).items() if k not in _PART_SETTINGS}
+        differing = sorted(k for k in expected.keys() | config.keys() if expected.get(k) != config.get(k))
+        if differing:
+            key = differing[0]
+            raise BadInput(
+                f"cannot merge: {first.path} and {part.path} ran with different configurations "
+                f"({key}: {expected.get(key)!r} vs {config.get(key)!r}); merge parts of one run only"
+            )
+
+
+def _missing_shards(parts: Sequence[LoadedArtifact]) -> list[str]:
+    """Parts named "I/N" that are not among ``parts`` (the merged run is then incomplete)."""
+    shards = [(p.payload["provenance"].get("config") or {}).get("shard") for p in parts]
+    named = [s for s in shards if isinstance(s, str) and "/" in s]
+    if not named:
+        return []
+    counts = {s.split("/")[1].strip() for s in named}
+    if len(counts) > 1:
+        raise BadInput(f"cannot merge: the parts split the run differently ({', '.join(sorted(named))})")
+    count = int(counts.pop())
+    present = {int(s.split("/")[0]) for s in named}
+    return [f"{i}/{count}" for i in range(1, count + 1) if i not in present]
+
+
+def _missing_note(missing: list[str]) -> str | None:
+    return f"missing shard(s) {', '.join(missing)}: the merged run is incomplete" if missing else None
+
+
 def _merge_cases(parts: Sequence[LoadedArtifact]) -> list[dict[str, Any]]:
     chosen: dict[str, tuple[LoadedArtifact, dict[str, Any]]] = {}
     for part in parts:
@@ -110,7 +151,9 @@ def merge_runs(parts: Sequence[LoadedArtifact], command_line: list[str]) -> dict
         raise BadInput("nothing to merge: give at least one PART.json")
     _check_same(parts, "solutions")
     _check_same(parts, "suite")
+    _check_configs(parts)
     _check_environments(parts)
+    missing = _missing_shards(parts)
     cases = _merge_cases(parts)
     commits = {p.payload["provenance"].get("suite_git_commit") for p in parts}
     first = parts[0].payload["provenance"]
@@ -119,7 +162,12 @@ def merge_runs(parts: Sequence[LoadedArtifact], command_line: list[str]) -> dict
         "config": {**first.get("config", {}), "merged_parts": len(parts)},
         "suite_git_commit": commits.pop() if len(commits) == 1 else None,
         "runtime": first.get("runtime"),
-        "runtime_note": "merged from parts" if len(parts) > 1 else first.get("runtime_note"),
+        "runtime_note": "; ".join(
+            n
+            for n in ("merged from parts" if len(parts) > 1 else first.get("runtime_note"), _missing_note(missing))
+            if n
+        )
+        or None,
         "container_image": first.get("container_image"),
         "parts": [
             {**describe_run(p), "command_line": p.payload["provenance"].get("command_line", [])}
@@ -131,7 +179,7 @@ def merge_runs(parts: Sequence[LoadedArtifact], command_line: list[str]) -> dict
         results,
         provenance,
         _merge_environment(parts),
-        complete=all(p.payload.get("complete", False) for p in parts),
+        complete=all(p.payload.get("complete", False) for p in parts) and not missing,
         interrupted=any(p.payload.get("interrupted", False) for p in parts),
         suite=str(parts[0].payload.get("suite", "")),
         solutions=str(parts[0].payload.get("solutions", "")),

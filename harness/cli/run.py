@@ -58,6 +58,13 @@ from harness.errors import BadInput
     help="Attempts per case: the first N files in <solutions>/t<N>/<case>/, or N runs of a single file.",
 )
 @click.option(
+    "--shard",
+    metavar="I/N",
+    default=None,
+    help="Run part I of N (1..N) of the selected cases, split by expected cost; `harness merge` joins the"
+    " parts' results (CI matrices, Slurm arrays, Kubernetes indexed jobs: docs/scaling.md).",
+)
+@click.option(
     "--resume",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,

@@ -44,6 +44,7 @@ class RunOptions:
     keyword: str | None = None
     devices: str | None = None  # "0,1"
     pass_n: int = 1
+    shard: str | None = None  # "I/N": part I of N of the selected cases (harness.suite.shards)
     timeout_s: float = 300.0
     trials: int = 3
     seed: int | None = None
@@ -72,8 +73,8 @@ class RunOptions:
     image: str | None = None
 
     SAVED = (
-        "backend", "solutions", "suite", "tiers", "names", "keyword", "devices", "pass_n", "timeout_s", "trials",
-        "seed", "budget_ms", "rounds", "flush_cache", "isolation", "output_limit", "strict",
+        "backend", "solutions", "suite", "tiers", "names", "keyword", "devices", "pass_n", "shard", "timeout_s",
+        "trials", "seed", "budget_ms", "rounds", "flush_cache", "isolation", "output_limit", "strict",
     )  # fmt: skip
 
     def saved(self) -> dict[str, Any]:
@@ -189,6 +190,10 @@ def plan_run(options: RunOptions) -> RunPlan:
     cases = discover(options.suite, options.tiers, options.names, options.keyword)
     if not cases:
         raise BadInput(f"no case in {options.suite} matches the filters given")
+    if options.shard:
+        from harness.suite.shards import select_shard
+
+        cases = select_shard(cases, options.shard, options.suite, options.backend)
     devices = [d.strip() for d in options.devices.split(",")] if options.devices else None
     return RunPlan(
         options=options,
