@@ -100,6 +100,9 @@ class CaseResult:
     timed_time_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # Not saved: the evaluation ended because the reference worker died or hung (a device fault,
+    # not the candidate's); a run with another device retries the case there (harness.evaluation.runner).
+    reference_lost: bool = field(default=False, compare=False, repr=False)
     speed_of_light: SpeedOfLight | None = None
     flags: list[Flag] = field(default_factory=list)  # harness.analysis.static_flags findings on the solution file
 

@@ -273,6 +273,7 @@ def evaluate(
     except WorkerTimeout as exc:
         result.status = "timeout"
         waiting = "" if exc.role == "candidate" else f"; waiting for the {exc.role} worker"
+        result.reference_lost = exc.role == "reference"
         result.reason = f"no result within the {config.timeout_s:g} s timeout (phase {result.phase}{waiting})"
     except WorkerCrashed as exc:
         result.status = "error"
@@ -282,6 +283,7 @@ def evaluate(
             result.reason = f"{exc} (phase {result.phase})"
         else:
             result.reason = f"{exc} (phase {result.phase}); the reference worker is replaced"
+            result.reference_lost = True
     finally:
         if candidate is not None:
             candidate.thaw()

@@ -11,6 +11,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,7 @@ class Runner:
         self._active: set[Any] = set()
         self._spares: dict[tuple[str, str], Any] = {}
         self._cpus: dict[tuple[str, str], list[int]] = {}
+        self.device_warnings: dict[str, list[str]] = {}  # backend -> devices lost mid-run
 
     def attempts_for(self, case: Case, backend: str) -> list[Task]:
         paths = solution_paths(self.solutions, case)
@@ -199,6 +201,7 @@ class Runner:
         ):
             new, env = self._run_backend(name, devices, todo)
             backend_run.environment = env
+            backend_run.warnings += self.device_warnings.get(name, [])
             results.extend(new)
             if self._stop.is_set():
                 interrupted = True
@@ -226,19 +229,21 @@ class Runner:
     ) -> tuple[list[CaseResult], dict[str, Any]]:
         for device, cpus in worker_cpus(backend, devices).items():
             self._cpus[(backend, device)] = cpus
-        pending: queue.Queue[Case] = queue.Queue()
+        work = _Work(devices)
         for case in cases:
-            pending.put(case)
+            work.queue.put(_Item(case))
         results: list[CaseResult] = []
         environment: dict[str, Any] = {}
         failures: list[tuple[str, BaseException]] = []
 
         def loop(device: str) -> None:
             try:
-                self._device_loop(backend, device, pending, results, environment)
+                self._device_loop(backend, device, work, results, environment)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
                 failures.append((device, exc))
                 self._stop.set()
+            finally:
+                work.leave(device)
 
         threads = [threading.Thread(target=loop, args=(device,), daemon=True) for device in devices]
         for thread in threads:
@@ -255,6 +260,21 @@ class Runner:
             # A dead device thread must never look like a finished run with fewer cases.
             device, exc = failures[0]
             raise RuntimeError(f"the worker thread for {device} failed: {type(exc).__name__}: {exc}") from exc
+        self.device_warnings[backend] = [f"device {d} was lost mid-run ({why}); no further case ran on it"
+                                          for d, why in work.lost.items()]  # fmt: skip
+        if not self._stop.is_set():
+            while True:  # cases no device was left to run (every device lost)
+                try:
+                    item = work.queue.get_nowait()
+                except queue.Empty:
+                    break
+                lost = "; ".join(f"{d}: {why}" for d, why in work.lost.items())
+                result = apply_score(CaseResult(
+                    name=item.case.name, tier=item.case.tier, backend=backend, status="error", phase=None,
+                    reason=f"no device was left to run this case ({lost})", case_path=str(item.case.path),
+                ))  # fmt: skip
+                results.append(result)
+                self._emit(result)
         order = {c.name: i for i, c in enumerate(cases)}
         results.sort(key=lambda r: order.get(r.name, 0))
         return results, environment
@@ -311,7 +331,7 @@ class Runner:
         self,
         backend: str,
         device: str,
-        pending: queue.Queue[Case],
+        work: _Work,
         results: list[CaseResult],
         environment: dict[str, Any],
     ) -> None:
@@ -321,58 +341,141 @@ class Runner:
         reference: Any = None
         try:
             while not self._stop.is_set():
-                try:
-                    case = pending.get_nowait()
-                except queue.Empty:
+                item = work.take(device)
+                if item is None:
                     return
-                reason = case.skip_reason(backend)
-                if reason:
-                    result = skipped(case, backend, reason)
-                    results.append(result)
-                    self._emit(result)
-                    continue
-                tasks = self.attempts_for(case, backend)
-                if not tasks:
-                    result = skipped(case, backend, f"no candidate for {case.name} in {self.solutions}")
-                    results.append(result)
-                    self._emit(result)
-                    continue
-                attempts = []
-                for task in tasks:
-                    if reference is None or not reference.alive:
-                        reference = self._new_worker("reference", backend, device)
-                        if not environment:
-                            with contextlib.suppress(WorkerFailure, WorkerTimeout, WorkerCrashed):
-                                environment.update({device: reference.call("environment", 120)})
-                    self.observer.case_started(task)
-                    attempts.append(
-                        evaluate(
-                            task,
-                            self.config,
-                            self.run_seed,
-                            reference,
-                            lambda: self._candidate(backend, device),
-                            device,
-                            flush,
-                            self.watch,
-                            environment.get(device),
+                try:
+                    case = item.case
+                    reason = case.skip_reason(backend)
+                    tasks = self.attempts_for(case, backend) if not reason else []
+                    if reason or not tasks:
+                        why = reason or f"no candidate for {case.name} in {self.solutions}"
+                        result = skipped(case, backend, why)
+                        results.append(result)
+                        self._emit(result)
+                        continue
+                    attempts = []
+                    for task in tasks:
+                        if reference is None or not reference.alive:
+                            reference = self._new_worker("reference", backend, device)
+                            if device not in environment:
+                                with contextlib.suppress(WorkerFailure, WorkerTimeout, WorkerCrashed):
+                                    environment.update({device: reference.call("environment", 120)})
+                        self.observer.case_started(task)
+                        attempts.append(
+                            evaluate(
+                                task,
+                                self.config,
+                                self.run_seed,
+                                reference,
+                                lambda: self._candidate(backend, device),
+                                device,
+                                flush,
+                                self.watch,
+                                environment.get(device),
+                            )
                         )
-                    )
-                    if not pending.empty() or task is not tasks[-1]:
-                        self._start_spare(backend, device)
-                    if self._stop.is_set():
-                        break
-                if self._stop.is_set() and attempts and attempts[-1].status in ("error", "timeout"):
-                    return  # killed by Ctrl-C: not a verdict on the candidate; resume re-runs it
-                result = best_attempt(attempts)
-                results.append(result)
-                self._emit(result)
+                        if attempts[-1].reference_lost or self._stop.is_set():
+                            break
+                        if not work.queue.empty() or task is not tasks[-1]:
+                            self._start_spare(backend, device)
+                    if self._stop.is_set() and attempts and attempts[-1].status in ("error", "timeout"):
+                        return  # killed by Ctrl-C: not a verdict on the candidate; resume re-runs it
+                    if attempts[-1].reference_lost and not item.retried and work.others(device):
+                        # The device (or its reference) failed, not the candidate: the case goes to
+                        # another device once, and this device goes on only if a fresh reference answers.
+                        work.queue.put(_Item(case, avoid=device))
+                        reference = self._healthy_reference(backend, device, reference)
+                        if reference is None:
+                            work.lose(device, attempts[-1].reason or "its reference worker died")
+                            return
+                        continue
+                    result = best_attempt(attempts)
+                    results.append(result)
+                    self._emit(result)
+                finally:
+                    work.done(device)
         finally:
             self._drop_spare(backend, device)
             if reference is not None:
                 reference.close()
             with self._lock:
                 self._active = {w for w in self._active if getattr(w, "alive", False)}
+
+    def _healthy_reference(self, backend: str, device: str, old: Any) -> Any:
+        """A fresh reference worker on ``device`` that answers, or None (the device is gone)."""
+        if old is not None:
+            _discard(old)
+        try:
+            reference = self._new_worker("reference", backend, device)
+            reference.call("environment", 120)
+            return reference
+        except (WorkerFailure, WorkerTimeout, WorkerCrashed, OSError, RuntimeError):
+            return None
+
+
+@dataclass
+class _Item:
+    """A case waiting for a device; ``avoid`` is the device its reference was lost on (retried once)."""
+
+    case: Case
+    avoid: str | None = None
+
+    @property
+    def retried(self) -> bool:
+        return self.avoid is not None
+
+
+class _Work:
+    """The cases of one backend and the devices taking them: who is busy, who is still there.
+
+    A device thread waits while another is busy (that one may put a case back); it stops when the
+    queue is empty and nobody is busy.
+    """
+
+    def __init__(self, devices: Sequence[str]) -> None:
+        self.queue: queue.Queue[_Item] = queue.Queue()
+        self.live = set(devices)
+        self.busy: set[str] = set()
+        self.lost: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def take(self, device: str) -> _Item | None:
+        while True:
+            try:
+                item = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                with self._lock:
+                    if not self.busy - {device}:
+                        return None
+                continue
+            with self._lock:
+                elsewhere = item.avoid == device and bool(self.live - {device})
+                if not elsewhere:
+                    self.busy.add(device)
+            if elsewhere:  # a case this device lost goes to another one while another is there
+                self.queue.put(item)
+                time.sleep(0.01)
+                continue
+            return item
+
+    def done(self, device: str) -> None:
+        with self._lock:
+            self.busy.discard(device)
+
+    def others(self, device: str) -> bool:
+        with self._lock:
+            return bool(self.live - {device})
+
+    def lose(self, device: str, reason: str) -> None:
+        with self._lock:
+            self.live.discard(device)
+            self.lost[device] = reason
+
+    def leave(self, device: str) -> None:
+        with self._lock:
+            self.live.discard(device)
+            self.busy.discard(device)
 
 
 def _discard(worker: Any) -> None:
