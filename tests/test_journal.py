@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,37 +87,32 @@ def test_a_corrupt_line_before_the_last_is_an_error_naming_its_line(tmp_path: Pa
         read_journal(path)
 
 
-def test_a_forged_line_is_put_back_before_the_next_append(tmp_path: Path) -> None:
-    path = tmp_path / "journal.jsonl"
-    journal = Journal.create(path, HEADER)
-    journal.append(_result("a", "error"))
-    path.write_text(path.read_text().replace('"error"', '"pass"'))  # a forged verdict
-    journal.append(_result("b"))
-    journal.close()
-    assert journal.repairs == 1
-    assert [(r.name, r.status) for r in read_journal(path).results] == [("a", "error"), ("b", "pass")]
+def _forge_a_verdict(path: Path) -> None:
+    path.write_text(path.read_text().replace('"pass"', '"error"'))
 
 
-def test_a_deleted_journal_is_written_again_before_the_next_append(tmp_path: Path) -> None:
-    path = tmp_path / "journal.jsonl"
-    journal = _journal_with(path, "a")
+def _delete(path: Path) -> None:
     path.unlink()
-    journal.append(_result("b"))
-    journal.close()
-    assert journal.repairs == 1
-    assert [r.name for r in read_journal(path).results] == ["a", "b"]
 
 
-def test_a_journal_replaced_by_another_file_is_put_back(tmp_path: Path) -> None:
+def _replace_with_the_header_alone(path: Path) -> None:
+    forged = path.with_name("forged.jsonl")
+    forged.write_text(json.dumps({"format": JOURNAL_FORMAT, **HEADER}) + "\n")
+    os.replace(forged, path)
+
+
+@pytest.mark.parametrize("tamper", [_forge_a_verdict, _delete, _replace_with_the_header_alone])
+def test_a_journal_changed_behind_the_writers_back_is_put_back_before_the_next_append(
+    tmp_path: Path, tamper: Callable[[Path], None]
+) -> None:
     path = tmp_path / "journal.jsonl"
     journal = _journal_with(path, "a")
-    forged = tmp_path / "forged.jsonl"
-    forged.write_text(json.dumps({"format": JOURNAL_FORMAT, **HEADER}) + "\n")  # the same header, no results
-    os.replace(forged, path)
+    tamper(path)
     journal.append(_result("b"))
+    journal.append(_result("c"))
     journal.close()
     assert journal.repairs == 1
-    assert [r.name for r in read_journal(path).results] == ["a", "b"]
+    assert [(r.name, r.status) for r in read_journal(path).results] == [("a", "pass"), ("b", "pass"), ("c", "pass")]
 
 
 def test_a_file_touched_but_not_changed_is_not_counted_as_a_repair(tmp_path: Path) -> None:

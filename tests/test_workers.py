@@ -341,6 +341,13 @@ def test_workers_come_from_one_fork_server_context() -> None:
     assert context().get_start_method() == "forkserver"
 
 
+def test_each_device_gets_its_own_cpus_and_cpu_0_is_left_alone() -> None:
+    assert cpu_sets(2, range(16)) == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert cpu_sets(1, range(16), per_device=2) == [[1, 2]]
+    assert cpu_sets(8, range(4)) == [[1]] * 1 + [[2], [3], [1], [2], [3], [1], [2]]  # fewer CPUs than devices
+    assert cpu_sets(1, [0, 1]) == [[0, 1]]
+
+
 def test_cpu_sets_take_cpus_in_order_whatever_order_they_are_given_in() -> None:
     assert cpu_sets(2, [9, 3, 7, 5, 1]) == [[3, 5], [7, 9]]
 
@@ -421,4 +428,10 @@ def test_kill_marked_processes_kills_the_processes_carrying_the_token_and_no_oth
 
 
 def test_kill_marked_processes_with_no_token_kills_nothing() -> None:
-    assert kill_marked_processes("") == 0
+    unmarked = subprocess.Popen(["sleep", "600"], env={**os.environ, TOKEN_ENV: ""})  # e.g. in-process workers
+    try:
+        assert kill_marked_processes("") == 0
+        assert unmarked.poll() is None
+    finally:
+        unmarked.kill()
+        unmarked.wait()
