@@ -52,10 +52,9 @@ def for_backend(config: TimingConfig, overrides: Mapping[str, Any]) -> TimingCon
 
 def plan_repetitions(estimate_ms: float, config: TimingConfig) -> int:
     """Repetitions that fill the budget for a call of ``estimate_ms``, within the configured caps."""
-    if estimate_ms <= 0:
-        return config.max_repetitions
-    wanted = math.ceil(config.budget_ms / estimate_ms)
-    reps = max(config.min_repetitions, min(config.max_repetitions, wanted))
+    # no estimate, or one too small to divide by: the cap (still in whole rounds)
+    wanted = config.budget_ms / estimate_ms if estimate_ms > 0 else math.inf
+    reps = max(config.min_repetitions, math.ceil(min(wanted, config.max_repetitions)))
     # whole rounds, so reference and candidate get the same number of samples per round
     return max(config.rounds, math.ceil(reps / config.rounds) * config.rounds)
 

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from harness.results import CaseResult
 from harness.sandbox.correctness import compare_outputs, output_fingerprint
 from harness.scoring import case_score, geometric_mean, summarize, tier_weight
-from harness.timing import TimingConfig, TimingStats, plan_repetitions
 
 
 def test_matching_outputs_pass_and_report_error_sizes() -> None:
@@ -124,23 +121,6 @@ def test_summary_counts_statuses_fast_p_and_geomean() -> None:
     assert summary["fast_p"]["1"] == pytest.approx(1 / 3)
     assert summary["fast_p"]["0"] == pytest.approx(2 / 3)
     assert geometric_mean([]) is None
-
-
-def test_timing_stats_from_samples() -> None:
-    stats = TimingStats.from_samples([1.0, 2.0, 3.0, 4.0, 100.0])
-    assert stats.median_ms == 3.0 and stats.repetitions == 5
-    assert stats.iqr_ms == pytest.approx(2.0)
-    assert not stats.stable
-    assert TimingStats.from_samples([1.0] * 10).stable
-    assert math.isclose(TimingStats.from_json(stats.to_json()).median_ms, 3.0)
-
-
-def test_repetitions_fill_the_budget_within_caps() -> None:
-    config = TimingConfig(budget_ms=100, min_repetitions=10, max_repetitions=1000, rounds=5)
-    assert plan_repetitions(1.0, config) == 100
-    assert plan_repetitions(1000.0, config) == 10
-    assert plan_repetitions(1e-6, config) == 1000
-    assert plan_repetitions(3.0, config) % 5 == 0
 
 
 def test_input_mutation_check_handles_nan_and_integers() -> None:

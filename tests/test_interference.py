@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from harness.evaluation.evaluate import DISTURBANCE_SHARE, _disturbance
-from harness.evaluation.forkserver import cpu_sets
 from harness.sandbox.protocol import BaselineReply
 from tests.conftest import run_harness
 from tests.test_gpu_backend import FakeBackend, needs_cuda
@@ -235,10 +234,3 @@ def test_cpu_backends_have_no_baseline_check() -> None:
     series = {"samples_ms": [1.0] * 9}
     cpu_base = BaselineReply(estimate_ms=1.0, host_ms=0.0, lead_ms=0.0, calibration=None, series=series)
     assert _disturbance(FakeBackend(), cpu_base, [9.0]) is None
-
-
-def test_each_device_gets_its_own_cpus_and_cpu_0_is_left_alone() -> None:
-    assert cpu_sets(2, range(16)) == [[1, 2, 3, 4], [5, 6, 7, 8]]
-    assert cpu_sets(1, range(16), per_device=2) == [[1, 2]]
-    assert cpu_sets(8, range(4)) == [[1]] * 1 + [[2], [3], [1], [2], [3], [1], [2]]  # fewer CPUs than devices
-    assert cpu_sets(1, [0, 1]) == [[0, 1]]
