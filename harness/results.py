@@ -105,10 +105,18 @@ class CaseResult:
     reference_lost: bool = field(default=False, compare=False, repr=False)
     speed_of_light: SpeedOfLight | None = None
     flags: list[Flag] = field(default_factory=list)  # harness.analysis.static_flags findings on the solution file
+    # The case file, not the candidate, is at fault (the reference could not load, build or run it): the
+    # status is "error", the candidate is not scored, and `eval`/`run` exit 2 (bad input).
+    case_error: bool = False
 
     @property
     def correct(self) -> bool:
         return self.status == "pass"
+
+    @property
+    def unstable(self) -> bool:
+        """Whether a timing series of this result has a CV above the stability threshold."""
+        return any(t is not None and not t.stable for t in (self.reference_timing, self.solution_timing))
 
     @property
     def key(self) -> str:
@@ -146,6 +154,7 @@ class CaseResult:
             "attempts": list(self.attempts),
             "speed_of_light": self.speed_of_light.to_json() if self.speed_of_light else None,
             "flags": [f.to_json() for f in self.flags],
+            "case_error": self.case_error,
         }
 
     @classmethod
@@ -188,4 +197,5 @@ class CaseResult:
             attempts=list(data.get("attempts", [])),
             speed_of_light=SpeedOfLight.from_json(data["speed_of_light"]) if data.get("speed_of_light") else None,
             flags=[Flag.from_json(f) for f in data.get("flags") or []],
+            case_error=bool(data.get("case_error", False)),
         )

@@ -44,8 +44,12 @@ def geometric_mean(values: Sequence[float]) -> float | None:
 
 
 def summarize(results: Sequence[CaseResult]) -> dict[str, Any]:
-    """Aggregates over a run's case results (skipped cases are counted but not scored)."""
-    counted = [r for r in results if r.status != "skipped"]
+    """Aggregates over a run's case results (skipped and broken cases are counted but not scored).
+
+    A broken case (``case_error``: the case file is at fault, not the candidate) is listed under
+    ``statuses.error`` and apart in ``broken_cases``, and left out of every rate and score.
+    """
+    counted = [r for r in results if r.status != "skipped" and not r.case_error]
     passed = [r for r in counted if r.correct]
     statuses = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "error", "timeout", "skipped")}
     tiers: dict[str, dict[str, Any]] = {}
@@ -68,6 +72,8 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, Any]:
         "cases": len(results),
         "evaluated": len(counted),
         "statuses": statuses,
+        "broken_cases": sum(1 for r in results if r.case_error),
+        "unstable": sum(1 for r in counted if r.unstable),
         "pass_rate": len(passed) / len(counted) if counted else None,
         "total_weighted_score": total,
         "max_weighted_score": maximum,

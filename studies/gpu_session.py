@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
                     "benchmark/solutions/reference/t1/relu.py",
                     "--backend",
                     "gpu",
-                    "--device",
+                    "--devices",
                     "7",
                 ],
                 60,

@@ -108,7 +108,7 @@ def test_unknown_backend_declared_by_a_case_is_bad_input(tmp_path: Path) -> None
     ],
     ids=["get_inputs_raises", "get_inputs_not_a_list", "get_init_inputs_raises", "no_model_class"],
 )
-def test_a_broken_case_is_an_error_result_naming_the_case_file(
+def test_a_broken_case_is_a_case_error_naming_the_case_file_and_exit_2(
     tmp_path: Path, case_source: str, words: tuple[str, ...]
 ) -> None:
     suite, sols = make_suite(
@@ -117,11 +117,11 @@ def test_a_broken_case_is_an_error_result_naming_the_case_file(
     (sols / "t1" / "linear.py").write_text(LINEAR_CASE.replace("class Model(", "class ModelNew("))
     out = tmp_path / "out"
     proc = run_harness("run", "--suite", str(suite), "--solutions", str(sols), "--out", str(out), *FAST_ARGS)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # the case is at fault, not the candidate
     assert "Traceback" not in proc.stderr
     cases = {c["name"]: c for c in load_json(out / "result.json")["cases"]}
     bad = cases["bad"]
-    assert bad["status"] == "error"
+    assert bad["status"] == "error" and bad["case_error"] is True
     assert bad["reason"].startswith("reference case failed: ")
     assert str(suite / "t1" / "bad.py") in bad["reason"]
     for word in words:

@@ -88,7 +88,7 @@ def test_run_on_npu_skips_a_missing_device_with_a_warning(
 def test_no_requested_npu_left_is_an_environment_error(suite: Path, solutions: Path) -> None:
     proc = run_harness(
         "eval", str(suite / "t1/scale.py"), str(solutions / "t1/scale.py"), "--backend", "npu",
-        "--device", "3", env=STAND_IN,
+        "--devices", "3", env=STAND_IN,
     )  # fmt: skip
     assert proc.returncode == 3
     assert "none of the requested devices 3 exist on backend npu (1 visible)" in proc.stderr

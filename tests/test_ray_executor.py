@@ -229,16 +229,16 @@ def test_task_command_hands_ray_assigned_devices_to_the_evaluation() -> None:
     spec |= {"seed": 9, "attempt": 1, "runtime": "local", "image": None}
     args, env = node_command(spec, {"GPU": ["3"]}, {"CUDA_VISIBLE_DEVICES": "3", "HOME": "/h"})
     assert args[:4] == ["eval", "/s/t1/a.py", "/x/t1/a.py", "--json"]
-    assert args[args.index("--device") + 1] == "0" and env["CUDA_VISIBLE_DEVICES"] == "3"
+    assert args[args.index("--devices") + 1] == "0" and env["CUDA_VISIBLE_DEVICES"] == "3"
     assert args[-4:] == ["--seed", "9", "--attempt", "1"]
     # A container is handed the host's device: the variable goes, the host index is passed.
     args, env = node_command(
         {**spec, "runtime": "docker", "image": "img"}, {"GPU": ["3"]}, {"CUDA_VISIBLE_DEVICES": "3"}
     )
-    assert args[args.index("--device") + 1] == "3" and "CUDA_VISIBLE_DEVICES" not in env
+    assert args[args.index("--devices") + 1] == "3" and "CUDA_VISIBLE_DEVICES" not in env
     assert args[-4:] == ["--runtime", "docker", "--image", "img"]
     args, env = node_command({**spec, "backend": "npu"}, {"NPU": ["5"]}, {})
-    assert env["ASCEND_RT_VISIBLE_DEVICES"] == "5" and args[args.index("--device") + 1] == "0"
+    assert env["ASCEND_RT_VISIBLE_DEVICES"] == "5" and args[args.index("--devices") + 1] == "0"
 
 
 def test_shipped_files_keep_the_layout_that_reference_model_needs(tmp_path: Path) -> None:
@@ -269,11 +269,11 @@ def test_eval_arguments_carry_the_runs_evaluation_options() -> None:
     assert "--no-build-cache" in eval_arguments({**base, "build_cache": None})
 
 
-def test_container_gets_the_host_device_of_eval_device() -> None:
+def test_container_gets_the_host_device_of_eval_devices() -> None:
     from harness.containers.runtime import _remap_devices
 
-    assert _remap_devices(["eval", "a.py", "b.py", "--device", "3"]) == (
-        ["eval", "a.py", "b.py", "--device", "0"],
+    assert _remap_devices(["eval", "a.py", "b.py", "--devices", "3"]) == (
+        ["eval", "a.py", "b.py", "--devices", "0"],
         ["3"],
     )
     assert _remap_devices(["run", "--devices", "2,3"]) == (["run", "--devices", "0,1"], ["2", "3"])

@@ -106,7 +106,7 @@ def rescore(
             runtime_note=None,
         )
         console(stderr=True).print(f"re-scoring team {submission.team} ({submission.path})")
-        code = run_and_report(team_options, quiet=bool(options.get("quiet")))
+        code = run_and_report(team_options, quiet=bool(options.get("quiet")), allow_empty=True)
         if code == ExitCode.INTERRUPTED:
             raise KeyboardInterrupt
         results.append((submission, team_out / "result.json"))

@@ -77,3 +77,14 @@ def leaderboard_payload(run: dict[str, Any]) -> dict[str, Any]:
         entry["rank"] = rank
     payload.update(entries=entries, complete=run["complete"])
     return payload
+
+
+def case_as_run(payload: dict[str, Any]) -> dict[str, Any]:
+    """A case-result artifact (`harness eval --out`) as a one-case run result, for `harness report`."""
+    result = CaseResult.from_json(payload["result"])
+    run = run_payload(
+        [result], payload["provenance"], payload["environment"], complete=True, interrupted=False,
+        suite=str(result.case_path), solutions=str(result.solution_path or "-"), backends=[],
+    )  # fmt: skip
+    run["created_at"] = payload.get("created_at", run["created_at"])
+    return run

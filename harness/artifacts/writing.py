@@ -48,11 +48,30 @@ def dumps(payload: dict[str, Any]) -> str:
     return json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n"
 
 
+def file_mode() -> int:
+    """The mode of every file the harness writes: 0666 less the umask, as for any file a program
+    creates (0644 under the usual 022, 0600 under 077). Atomic writes go through a private temporary
+    file, which is given this mode before it replaces the artifact; journals are opened normally."""
+    mask = None
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    mask = int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    if mask is None:  # no /proc: read it by setting it (briefly, and back)
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from harness.cli.common import console
+from harness.cli.common import console, devices_option
 
 BACKENDS = ("cpu", "gpu", "npu")
 # Options that may be given again with --resume (how the endpoint is reached), by parameter name.
@@ -66,7 +66,7 @@ def _eval_settings(kw: dict[str, Any]) -> dict[str, Any]:
 
 @click.command("agent", cls=_WithRunOptions, borrowed=_RUN_OPTIONS)
 @_backend_option
-@click.option("--device", default=None, metavar="N", help="Device index on the backend (default 0).")
+@devices_option(single=True)
 @click.option(
     "--dsl",
     type=click.Choice(("triton", "cuda", "cpp", "ascendc", "torch")),
@@ -212,7 +212,7 @@ def agent(ctx: click.Context, **kw: Any) -> None:
             tiers=kw["tiers"],
             names=kw["names"],
             keyword=kw["keyword"],
-            device=kw["device"],
+            device=kw["devices"],
             api_key_env=kw["api_key_env"],
             temperature=kw["temperature"],
             max_tokens=kw["max_tokens"],

@@ -152,11 +152,16 @@ def compare(
 )
 @click.option("--out", type=_FILE, default=None, help="Write the report to this file instead of stdout.")
 def report(file: Path, fmt: str, out: Path | None) -> None:
-    """Render a run result (result.json) or a comparison (comparison.json) for people to read."""
+    """Render a run result (result.json), a case result (`eval --out`, as a one-case report) or a
+    comparison (comparison.json) for people to read."""
     from harness.artifacts.reading import load_artifact
     from harness.artifacts.writing import write_atomic
 
-    payload = load_artifact(file, ["run_result", "comparison"]).payload
+    payload = load_artifact(file, ["run_result", "case_result", "comparison"]).payload
+    if payload["artifact_type"] == "case_result":
+        from harness.artifacts.payloads import case_as_run
+
+        payload = case_as_run(payload)
     if fmt == "markdown":
         from harness.render.markdown import render_markdown
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from harness.cli.common import CALIBRATE_EVAL_OPTIONS, devices_option, some_eval_options
+
 
 def _pct(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value * 100:+.{digits}f}%"
@@ -86,7 +88,10 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
 
 
 @click.command("calibrate")
-@click.option("--backend", type=click.Choice(("cpu", "gpu", "npu")), default="cpu", show_default=True)
+@click.option(
+    "--backend", type=click.Choice(("cpu", "gpu", "npu")), default="cpu", show_default=True,
+    help="Backend whose measurement is calibrated.",
+)  # fmt: skip
 @click.option(
     "--suite", type=click.Path(path_type=Path, file_okay=False), default=Path("benchmark"), show_default=True,
     help="Folder holding the tier folders of reference cases.",
@@ -110,15 +115,14 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
     "--min-us", type=click.FloatRange(min=0), default=20.0, show_default=True,
     help="Summaries cover cases whose reference takes at least this many microseconds.",
 )  # fmt: skip
-@click.option("--device", "device_index", type=click.IntRange(min=0), default=0, show_default=True)
+@devices_option(single=True)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=Path("calibration.json"),
     show_default=True,
+    help="Where to write the calibration artifact (schema v1/calibration).",
 )
-@click.option("--budget-ms", type=click.FloatRange(min=1), default=400.0, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option(
     "--trials",
     type=click.IntRange(min=1),
@@ -126,15 +130,11 @@ def _tables(cases: list[Any], summary: dict[str, Any], effects: tuple[float, ...
     show_default=True,
     help="Correctness trials per evaluation.",
 )
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300.0, show_default=True)
-@click.option("--seed", type=int, default=None)
+@some_eval_options(*CALIBRATE_EVAL_OPTIONS)
 @click.option(
-    "--flush-cache/--warm-cache",
-    default=None,
-    help="Cache condition of the harness's timings (default: the backend's).",
-)
-@click.option("--isolation", type=click.Choice(["process", "none"]), default="process", show_default=True)
-@click.option("--profile-calls", type=click.IntRange(min=3), default=30, show_default=True)
+    "--profile-calls", type=click.IntRange(min=3), default=30, show_default=True,
+    help="Calls of each case's reference traced by the profiler (accuracy against its kernel durations).",
+)  # fmt: skip
 @click.option(
     "--peaks", is_flag=True,
     help="Only measure the device's memory bandwidth and matmul throughput (seconds), keep them for the "
@@ -151,7 +151,7 @@ def calibrate(**kw: Any) -> None:
     from rich.console import Console
 
     if kw["peaks"]:
-        _measure_peaks(kw["backend"], kw["device_index"], Console(highlight=False))
+        _measure_peaks(kw["backend"], int(kw["devices"] or 0), Console(highlight=False))
         return
 
     from harness.artifacts.provenance import command_line, git_commit, host_environment
@@ -177,7 +177,7 @@ def calibrate(**kw: Any) -> None:
         effects=effects,
         effect_names=tuple(kw["effect_names"]),
         min_ms=kw["min_us"] / 1000.0,
-        device_index=kw["device_index"],
+        device_index=int(kw["devices"] or 0),
         profile_calls=kw["profile_calls"],
     )
     eval_config = EvalConfig(

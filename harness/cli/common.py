@@ -27,12 +27,56 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, width=width)
 
 
+def debug_enabled() -> bool:
+    """Whether ``--debug`` was given (before or after the command): a container run gets it too."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return bool(getattr(obj, "debug", False))
+
+
+def broken_case_message(result: Any) -> str:
+    """One line for a result whose case file is at fault: what is wrong with it and that it is not the candidate."""
+    reason = (result.reason or "").removeprefix("reference case failed: ")
+    where = "" if result.case_path and result.case_path in reason else f" in {result.case_path}"
+    return f"broken case {result.tier}/{result.name}{where}: {reason} (the case is at fault, not the candidate)"
+
+
+class DeviceIndices(click.ParamType):
+    """``--devices``: device indices on the backend, ``0`` or ``0,1``; a malformed value is a usage error."""
+
+    name = "devices"
+
+    def __init__(self, single: bool = False) -> None:
+        self.single = single
+
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
+        return "N" if self.single else "0,1"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        items = [item.strip() for item in str(value).split(",")]
+        if not all(item.isdigit() for item in items):
+            self.fail(f"{value!r} is not a device index such as 0 (or a list such as 0,1)", param, ctx)
+        if self.single and len(items) != 1:
+            self.fail(f"{value!r}: this command runs on one device; pass one index, e.g. --devices 1", param, ctx)
+        return ",".join(str(int(item)) for item in items)
+
+
+def devices_option(single: bool) -> Any:
+    """The one device option of every command: ``--devices`` (one index where a command uses one device)."""
+    help_text = (
+        "Index of the device to use on the backend (default: 0)."
+        if single
+        else "Device indices to use, one worker each (default: 0)."
+    )
+    return click.option("--devices", type=DeviceIndices(single), default=None, help=help_text)
+
+
 suite_option = click.option(
     "--suite",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("benchmark"),
     show_default=True,
-    help="Folder holding the tier folders t1/, t2/, ... of reference cases.",
+    help="Folder holding the tier folders t1/, t2/, ... of reference cases (relative to the current folder).",
 )
 tier_option = click.option(
     "--tier", "tiers", multiple=True, metavar="tN", help="Only cases of this tier (repeatable: --tier t1 --tier t2)."
@@ -43,9 +87,10 @@ filter_option = click.option(
 )
 
 
-def eval_options(fn: Any) -> Any:
-    options = [
-        click.option(
+def _eval_options() -> dict[str, Any]:
+    """The options of how one candidate is evaluated, by parameter name, in help order."""
+    return {
+        "timeout_s": click.option(
             "--timeout",
             "timeout_s",
             type=click.FloatRange(min=1),
@@ -53,53 +98,53 @@ def eval_options(fn: Any) -> Any:
             show_default=True,
             help="Seconds one case may take in all; the candidate's processes are killed after that.",
         ),
-        click.option(
+        "trials": click.option(
             "--trials",
             type=click.IntRange(min=1),
             default=3,
             show_default=True,
             help="Correctness trials, each with fresh random inputs.",
         ),
-        click.option(
+        "seed": click.option(
             "--seed",
             type=int,
             default=None,
             help="Seed for inputs and weights (default: a fresh secret seed each run, so outputs can't be cached).",
         ),
-        click.option(
+        "budget_ms": click.option(
             "--budget-ms",
             type=click.FloatRange(min=1),
             default=400.0,
             show_default=True,
             help="Target timed milliseconds per model per case (repetitions adapt to it, 10..1000).",
         ),
-        click.option(
+        "rounds": click.option(
             "--rounds",
             type=click.IntRange(min=1),
             default=10,
             show_default=True,
             help="Reference and candidate timing alternate in this many rounds.",
         ),
-        click.option(
+        "flush_cache": click.option(
             "--flush-cache/--warm-cache",
             default=None,
             help="Flush the cache between timed calls (default: on for gpu/npu, off for cpu).",
         ),
-        click.option(
+        "isolation": click.option(
             "--isolation",
             type=click.Choice(["process", "none"]),
             default="process",
             show_default=True,
             help="process: each candidate in its own killable process (safe). none: in-process, for debugging only.",
         ),
-        click.option(
+        "output_limit": click.option(
             "--output-limit",
             type=click.IntRange(min=0),
             default=16384,
             show_default=True,
             help="Bytes of the candidate's stdout and of its stderr kept in the result (the last ones).",
         ),
-        click.option(
+        "build_cache": click.option(
             "--build-cache",
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
@@ -107,23 +152,37 @@ def eval_options(fn: Any) -> Any:
             " next run, keyed by the file's SHA-256 [default: $HARNESS_BUILD_CACHE, else"
             " ~/.cache/kernel-harness/builds].",
         ),
-        click.option(
+        "no_build_cache": click.option(
             "--no-build-cache",
             is_flag=True,
             default=False,
             help="Build every candidate from scratch (nothing is read from or kept in the build cache).",
         ),
-        click.option(
+        "strict": click.option(
             "--strict",
             metavar="IDS",
             default=None,
             help="Static flags of the candidate's source that fail it instead of only being reported, e.g."
             " stream,thread,subprocess (or all); see docs/correctness.md for the flag ids.",
         ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
+    }
+
+
+# `calibrate` shares these (same names, defaults and help); `eval` and `run` take them all.
+CALIBRATE_EVAL_OPTIONS = ("timeout_s", "seed", "budget_ms", "rounds", "flush_cache", "isolation")
+
+
+def eval_options(fn: Any, only: tuple[str, ...] | None = None) -> Any:
+    """Add the evaluation options to a command (``only``: just those with these parameter names)."""
+    for name, option in reversed(_eval_options().items()):
+        if only is None or name in only:
+            fn = option(fn)
     return fn
+
+
+def some_eval_options(*names: str) -> Any:
+    """A decorator adding the evaluation options with these parameter names."""
+    return lambda fn: eval_options(fn, only=names)
 
 
 def strict_ids(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:

@@ -27,9 +27,15 @@ def list_cmd(
     suite: Path, tiers: tuple[str, ...], names: tuple[str, ...], keyword: str | None, backend: str | None, as_json: bool
 ) -> None:
     """List the cases of a suite (tier, name, backends, summary); reads files without importing them."""
+    from harness.errors import BadInput
     from harness.suite.cases import discover
 
     cases = discover(suite, tiers, names, keyword)
+    if not cases and not discover(suite):
+        raise BadInput(
+            f"no cases in {suite} ({suite.absolute()}): a suite holds case files in tier folders t1/, t2/, ...;"
+            " pass --suite DIR (the default, benchmark, is relative to the current folder: the repository's root)"
+        )
     rows: list[dict[str, Any]] = [
         {
             "tier": c.tier,

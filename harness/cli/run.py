@@ -9,10 +9,13 @@ import click
 
 from harness.cli.common import (
     BACKEND_CHOICES,
+    broken_case_message,
     build_cache_root,
     case_option,
     console,
     container_build_cache,
+    debug_enabled,
+    devices_option,
     eval_options,
     filter_option,
     now_stamp,
@@ -49,7 +52,7 @@ from harness.errors import BadInput
     default=None,
     help="Folder for journal.jsonl, result.json and leaderboard.json (default: results/<time>).",
 )
-@click.option("--devices", default=None, metavar="0,1", help="Device indices to use, one worker each (default: 0).")
+@devices_option(single=False)
 @click.option(
     "--pass-n",
     type=click.IntRange(min=1),
@@ -68,7 +71,8 @@ from harness.errors import BadInput
     "--resume",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Continue the interrupted run in this folder (its journal decides configuration and cases).",
+    help="Continue the interrupted run in this folder: its journal decides the cases and options (an option"
+    " given again must agree with it; --devices may change).",
 )
 @click.option("--overwrite", is_flag=True, help="Start afresh in --out even if it holds an earlier run's journal.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-case lines; the table only.")
@@ -115,7 +119,10 @@ from harness.errors import BadInput
 def run_cmd(**kw: Any) -> None:
     """Evaluate a solution set on a suite; write result.json and leaderboard.json under --out.
 
-    Exit code 0 when every evaluated case passes, 1 when any fails, errors or times out.
+    Exit code 0 when every evaluated case passes, 1 when any fails, errors or times out, 2 when a
+    case is broken (its file is at fault) or nothing is left to evaluate (no solution matches a case,
+    every case is skipped), 3 when the backend or a device is unavailable (checked before anything is
+    written).
     """
     from harness.containers.runtime import choose_runtime
 
@@ -123,7 +130,8 @@ def run_cmd(**kw: Any) -> None:
     if kw["executor"] == "ray":  # each task runs `harness eval --runtime RUNTIME` on its node
         note = f"--executor ray: each case ran with --runtime {kw['runtime']} on its node"
         raise SystemExit(run_and_report(run_options(kw, runtime_note=note), quiet=kw["quiet"]))
-    choice = choose_runtime(kw["runtime"], backend, kw["image"])
+    mounted = [(Path(kw["suite"]), None)] + ([(Path(kw["solutions"]), None)] if kw["solutions"] else [])
+    choice = choose_runtime(kw["runtime"], backend, kw["image"], mounted)
     if choice.runtime == "docker":
         raise SystemExit(_run_in_container(kw, backend))
     code = run_and_report(run_options(kw, runtime_note=choice.note, runtime="local"), quiet=kw["quiet"])
@@ -138,17 +146,39 @@ def run_options(kw: dict[str, Any], **changes: Any) -> Any:
     fields = {name: kw[name] for name in RunOptions.__dataclass_fields__ if name in kw and name != "SAVED"}
     fields["strict"] = strict_ids(kw.get("strict"))
     fields["build_cache"] = build_cache_root(kw.get("build_cache"), kw.get("no_build_cache", False))
+    fields["given"] = frozenset(_given_options(RunOptions.SAVED))
     fields.update(changes)
     return RunOptions(**fields)
 
 
-def run_and_report(options: Any, quiet: bool = False) -> int:
-    """Plan, run with a progress bar, and print the table, the summary and the warnings; the exit code."""
+def _given_options(names: tuple[str, ...]) -> list[str]:
+    """Which of these options the user gave (on the command line or in the environment), not defaulted."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return []
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return [name for name in names if name in ctx.params and ctx.get_parameter_source(name) in given]
+
+
+def run_and_report(options: Any, quiet: bool = False, allow_empty: bool = False) -> int:
+    """Plan, run with a progress bar, and print the table, the summary and the warnings; the exit code.
+
+    A run that would evaluate nothing is refused (BadInput, exit 2) before anything is written,
+    unless ``allow_empty`` (re-scoring a team that submitted nothing usable: its result is all zeros).
+    """
+    from rich.markup import escape
+
     from harness.evaluation.run import execute_run, plan_run
     from harness.render.console import ProgressObserver
 
     plan = plan_run(options)
     err = console(stderr=True)
+    for warning in plan.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    if plan.nothing_to_evaluate and not allow_empty:
+        raise BadInput(plan.nothing_to_evaluate)
     if plan.resumed:
         err.print(f"resuming {plan.out}: {len(plan.done)} case(s) already finished")
     observer = ProgressObserver(err, enabled=not quiet)
@@ -160,6 +190,8 @@ def run_and_report(options: Any, quiet: bool = False) -> int:
 
 def show_run_report(report: Any) -> None:
     """What a finished (or interrupted) run says to people."""
+    from rich.markup import escape
+
     from harness.evaluation.journal import JOURNAL_NAME
     from harness.evaluation.run import LEADERBOARD_NAME, RESULT_NAME
     from harness.render.console import results_table, summary_lines
@@ -185,6 +217,8 @@ def show_run_report(report: Any) -> None:
         out.print(f"eval report: {report.eval_report_path}")
     if report.interrupted:
         err.print(f"[red]interrupted[/]: partial result written; continue with: harness run --resume {report.out}")
+    for broken in report.broken_cases:
+        err.print(escape(f"error: {broken_case_message(broken)}"), soft_wrap=True)
 
 
 def _run_in_container(kw: dict[str, Any], backend: str) -> int:
@@ -204,7 +238,7 @@ def _run_in_container(kw: dict[str, Any], backend: str) -> int:
     if not kw["resume"] and not any(a == "--suite" or a.startswith("--suite=") for a in args):
         args += ["--suite", str(kw["suite"])]  # the default suite is a host path: mount and name it
     code, image = run_in_container(
-        ["run", *args],
+        [*(["--debug"] if debug_enabled() else []), "run", *args],
         backend=backend,
         image=kw["image"],
         suite=kw["suite"],

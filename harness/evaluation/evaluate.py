@@ -193,6 +193,7 @@ def evaluate(
             meta = PrepareReply.from_json(reference.finish(left()))
         except (WorkerFailure, ProtocolError) as exc:
             result.reason = f"reference case failed: {exc}"
+            result.case_error = isinstance(exc, WorkerFailure)  # the case file raised or broke its contract
             return _finish(result, started)
         if starting is not None:
             raise starting
@@ -214,6 +215,7 @@ def evaluate(
                 )
             except (WorkerFailure, ProtocolError) as exc:
                 result.reason = f"reference case failed: {exc}"
+                result.case_error = isinstance(exc, WorkerFailure)  # before any candidate code ran
                 return _finish(result, started)
         else:
             candidate.finish(left())
@@ -330,9 +332,10 @@ def _prepare_staging(meta: PrepareReply, reference: Worker, candidate: Worker, l
 def _take_outcome(result: CaseResult, candidate: Worker, limit: int) -> None:
     """Copy what the candidate's keeper reported (output tails, leftovers) into ``result``."""
     outcome = candidate.outcome or {}
-    result.stdout = str(outcome.get("stdout", ""))[-limit:] if limit else ""
-    result.stderr = str(outcome.get("stderr", ""))[-limit:] if limit else ""
-    result.output_truncated = bool(outcome.get("truncated", False))
+    stdout, stderr = str(outcome.get("stdout", "")), str(outcome.get("stderr", ""))
+    result.stdout = stdout[-limit:] if limit else ""
+    result.stderr = stderr[-limit:] if limit else ""
+    result.output_truncated = bool(outcome.get("truncated", False)) or max(len(stdout), len(stderr)) > limit
     leftovers = int(outcome.get("leftovers") or 0)
     if leftovers:
         result.warnings.append(f"the candidate left {leftovers} process(es) running after its worker; they were killed")

@@ -8,10 +8,11 @@ harness installed, and this module never reaches into the evaluation's internals
 
 The driver (this process) plans the cases like a local run, sends one task per candidate file, and feeds
 each finished case to the run's ``on_result`` (journal and checkpoint), so ``--resume`` works unchanged.
-A task whose worker or node dies, whose ``harness eval`` exits with anything but 0/1 (results) or that
+A task whose worker or node dies, whose ``harness eval`` exits without a case result or that
 overruns its deadline is retried once, on another node where the cluster has one, and is then reported as
 an ``error`` with the reason. Ray is optional (``pip install 'kernel-harness[ray]'``): it is imported only
-here, and only when ``--executor ray`` is asked for.
+here, and only when ``--executor ray`` is asked for. Long because the driver's plan, the node's side of a
+task and the retry bookkeeping share one task format and are read together.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def node_command(
     case, solution = spec["case"], spec["solution"]
     if files_root is not None:
         case, solution = _write_shipped(spec["files"], files_root)
-    args = ["eval", str(case), str(solution), "--json", "--backend", backend, "--device", device]
+    args = ["eval", str(case), str(solution), "--json", "--backend", backend, "--devices", device]
     args += [*spec["eval_args"], "--seed", str(spec["seed"]), "--attempt", str(spec["attempt"])]
     if spec["runtime"] != "local":
         args += ["--runtime", spec["runtime"]]
@@ -410,7 +411,7 @@ def _parse(reply: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """The case-result artifact `harness eval` printed, or None and why the try failed."""
     code = reply.get("returncode")
     last = next((line for line in reversed(str(reply.get("stderr", "")).splitlines()) if line.strip()), "")
-    if code not in (0, 1):
+    if code not in (0, 1, 2):  # 2 with a case result: a broken case (case_error), reported as it is
         detail = f": {last.strip()}" if last else ""
         what = "was killed" if code is None or code < 0 else f"exited {code}"
         return None, f"harness eval {what}{detail}"

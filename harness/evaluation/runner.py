@@ -7,6 +7,7 @@ evaluated. One reference worker per device is reused; each candidate gets a fres
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import secrets
@@ -135,6 +136,26 @@ def best_attempt(attempts: Sequence[CaseResult]) -> CaseResult:
     return chosen
 
 
+def select_backends(
+    backends: Sequence[str], requested: Sequence[str] | None, strict: bool = True
+) -> list[BackendRun]:
+    """Each backend with the devices it will use, or why it is unavailable.
+
+    Raises EnvironmentUnavailable when ``strict`` (one backend asked for by name) and it is not usable.
+    """
+    runs: list[BackendRun] = []
+    for name in backends:
+        try:
+            devices, warnings = get_backend(name).select_devices(list(requested) if requested else None)
+        except EnvironmentUnavailable as exc:
+            if strict:
+                raise
+            runs.append(BackendRun(name, "unavailable", reason=str(exc)))
+            continue
+        runs.append(BackendRun(name, "ran", devices=devices, warnings=warnings))
+    return runs
+
+
 class Runner:
     """Evaluates cases on one or more backends; reports each finished case to ``on_result``."""
 
@@ -176,24 +197,25 @@ class Runner:
         cases: Sequence[Case],
         done: Sequence[CaseResult] = (),
         strict_backend: bool = True,
+        selected: Sequence[BackendRun] | None = None,
     ) -> RunOutcome:
-        """Evaluate ``cases`` on each backend, skipping what ``done`` already holds (resume)."""
+        """Evaluate ``cases`` on each backend, skipping what ``done`` already holds (resume).
+
+        ``selected`` is `select_backends`'s answer when the caller checked the devices already
+        (`harness run` does, before it writes anything).
+        """
         finished = {r.key for r in done}
         results: list[CaseResult] = list(done)
-        runs: list[BackendRun] = []
+        if selected is None:
+            selected = select_backends(backends, self.requested_devices, strict_backend)
+        runs = [dataclasses.replace(r, devices=list(r.devices), warnings=list(r.warnings)) for r in selected]
         plan: list[tuple[str, list[str], list[Case]]] = []
-        for name in backends:
-            backend = get_backend(name)
-            try:
-                devices, warnings = backend.select_devices(self.requested_devices)
-            except EnvironmentUnavailable as exc:
-                if strict_backend:
-                    raise
-                runs.append(BackendRun(name, "unavailable", reason=str(exc)))
+        for backend_run in runs:
+            if backend_run.status != "ran":
                 continue
-            runs.append(BackendRun(name, "ran", devices=devices, warnings=warnings))
+            name = backend_run.backend
             todo = [c for c in cases if f"{name}/{c.tier}/{c.name}" not in finished]
-            plan.append((name, devices, todo))
+            plan.append((name, backend_run.devices, todo))
         self.observer.planned(sum(len(todo) for _, _, todo in plan))
         interrupted = False
         for (name, devices, todo), backend_run in zip(

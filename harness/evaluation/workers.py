@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.evaluation.buffers import ReplyBuffer, SharedReply, StagingBuffer
+from harness.evaluation.capture import OutputCapture, stdout_to_stderr
 from harness.evaluation.cleanup import kill_marked_processes
 from harness.evaluation.forkserver import _start, context
 from harness.sandbox import wire
@@ -538,15 +539,20 @@ class InProcessWorker:
         get_backend(backend).prepare_process(device)
         cls = ReferenceSession if role == "reference" else CandidateSession
         self.session = cls(backend, device)
+        self._output = OutputCapture()  # the candidate's prints go into its result, never onto stdout
 
     alive = True
     can_stage = False  # both sessions in one process: the candidate draws its own inputs
 
     def call(self, method: str, timeout_s: float, **kwargs: Any) -> Any:
-        return _unwrap(dispatch(self.session, method, kwargs))
+        return _unwrap(self._dispatch(method, kwargs))
 
     def begin(self, method: str, **kwargs: Any) -> None:
-        self._pending = dispatch(self.session, method, kwargs)
+        self._pending = self._dispatch(method, kwargs)
+
+    def _dispatch(self, method: str, kwargs: dict[str, Any]) -> Any:
+        with self._output.capture() if self.role == "candidate" else stdout_to_stderr():
+            return dispatch(self.session, method, kwargs)
 
     def finish(self, timeout_s: float) -> Any:
         return _unwrap(self._pending)
@@ -574,6 +580,8 @@ class InProcessWorker:
         pass
 
     def kill(self) -> None:
+        if self.role == "candidate" and self.session is not None:
+            self.outcome = self._output.outcome()
         self.session = None  # type: ignore[assignment]
 
     close = kill

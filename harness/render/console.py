@@ -13,6 +13,7 @@ from rich.table import Table
 
 from harness.analysis.speed_of_light import describe, peak_fraction
 from harness.results import CaseResult
+from harness.timing import STABLE_CV
 
 STATUS_STYLE = {"pass": "green", "fail": "red", "error": "red", "timeout": "magenta", "skipped": "dim"}
 
@@ -33,16 +34,15 @@ def results_table(results: Sequence[CaseResult], title: str = "results") -> Tabl
     for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=column != "reason")  # type: ignore[arg-type]
     for r in results:
-        style = STATUS_STYLE.get(r.status, "")
         table.add_row(
             *([r.backend] if several else []),
             r.tier,
             r.name,
-            f"[{style}]{r.status}[/]",
+            status_text(r),
             f"{r.speedup:.2f}x" if r.speedup else "-",
             _fmt(r.reference_timing.median_ms if r.reference_timing else None, ".3f"),
             _fmt(r.solution_timing.median_ms if r.solution_timing else None, ".3f"),
-            _fmt(r.solution_timing.cv if r.solution_timing else None, ".1%"),
+            cv_text(r),
             _fmt(peak_fraction(r.speed_of_light.to_json() if r.speed_of_light else None), ".0%"),
             _fmt(r.weighted_score, ".1f"),
             escape(",".join(sorted({f.id for f in r.flags}))),
@@ -51,13 +51,33 @@ def results_table(results: Sequence[CaseResult], title: str = "results") -> Tabl
     return table
 
 
+def status_text(r: CaseResult) -> str:
+    """The status cell: a broken case (the case file is at fault) is told apart from a candidate's error."""
+    if r.case_error:
+        return "[red]broken case[/]"
+    return f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
+
+
+def cv_text(r: CaseResult) -> str:
+    """The larger CV of the two timing series, marked when it is above the stability threshold."""
+    series = [t for t in (r.reference_timing, r.solution_timing) if t is not None]
+    if not series:
+        return "-"
+    worst = max(series, key=lambda t: t.cv)
+    return f"[yellow]{worst.cv:.1%} unstable[/]" if r.unstable else f"{worst.cv:.1%}"
+
+
 def summary_lines(payload: dict[str, Any]) -> list[str]:
     s = payload["summary"]
     st = s["statuses"]
     geo = s["geomean_speedup"]
+    cases = [CaseResult.from_json(c) for c in payload.get("cases") or []]
+    broken = s.get("broken_cases", sum(1 for c in cases if c.case_error))
+    unstable = s.get("unstable", sum(1 for c in cases if c.unstable and not c.case_error))
     lines = [
-        f"cases: {s['cases']} (pass {st['pass']}, fail {st['fail']}, error {st['error']}, "
-        f"timeout {st['timeout']}, skipped {st['skipped']}); pass rate {_fmt(s['pass_rate'], '.0%')}",
+        f"cases: {s['cases']} (pass {st['pass']}, fail {st['fail']}, error {st['error'] - broken}, "
+        f"timeout {st['timeout']}, skipped {st['skipped']}, broken case {broken}); "
+        f"pass rate {_fmt(s['pass_rate'], '.0%')}; unstable timing (CV > {STABLE_CV:.0%}) {unstable}",
         f"weighted score {s['total_weighted_score']:.1f} / {s.get('max_weighted_score', 0):.1f}; "
         f"geomean speedup {_fmt(geo, '.3f')}x; fast_1 {_fmt(s['fast_p'].get('1'), '.0%')}, "
         f"fast_1.5 {_fmt(s['fast_p'].get('1.5'), '.0%')}, fast_2 {_fmt(s['fast_p'].get('2'), '.0%')}",
@@ -93,6 +113,8 @@ def case_panel(result: CaseResult) -> Panel:
             f"reference {ref.median_ms:.4f} ms (IQR {ref.iqr_ms:.4f}, cv {ref.cv:.1%}); "
             f"candidate {sol.median_ms:.4f} ms (IQR {sol.iqr_ms:.4f}, cv {sol.cv:.1%}); n={sol.repetitions}"
         )
+        if result.unstable:
+            lines.append(f"[yellow]unstable timing[/]: a CV above {STABLE_CV:.0%}; the speedup is noisy, run again")
     if result.speedup:
         lines.append(f"speedup {result.speedup:.3f}x, score {result.score:.1f} (weighted {result.weighted_score:.1f})")
     if result.speed_of_light:
@@ -142,7 +164,9 @@ class ProgressObserver:
             self.progress.advance(self.task_id)
         if self.enabled:
             style = STATUS_STYLE.get(result.status, "")
+            status = "broken case" if result.case_error else f"{result.status:7}"
             speed = f" {result.speedup:.2f}x" if result.speedup else ""
+            unstable = " [yellow](unstable timing)[/]" if result.unstable else ""
             why = f" - {escape(result.reason)}" if result.reason and result.status != "pass" else ""
             where = f"{result.backend} {result.tier}/{result.name}"
-            self.console.print(f"  [{style}]{result.status:7}[/] {where}{speed}{why}")
+            self.console.print(f"  [{style}]{status}[/] {where}{speed}{unstable}{why}")

@@ -31,6 +31,11 @@ def _num(value: float | None, spec: str, suffix: str = "") -> str:
     return "-" if value is None else format(value, spec) + suffix
 
 
+def _unstable(case: dict[str, Any]) -> bool:
+    timing = case.get("timing") or {}
+    return any(t is not None and t.get("stable") is False for t in (timing.get("reference"), timing.get("solution")))
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> list[str]:
     """A pipe table; columns listed in ``right`` are right-aligned."""
     align = ["---:" if i in right else "---" for i in range(len(header))]
@@ -53,10 +58,13 @@ def run_markdown(payload: dict[str, Any]) -> str:
     out = [f"## Kernel benchmark: `{cell(payload.get('solutions'))}` on {backends}", ""]
     if not payload.get("complete", True):
         out += ["> [!WARNING]", "> Incomplete run: it was interrupted or is still running.", ""]
+    broken = s.get("broken_cases", sum(1 for c in cases if c.get("case_error")))
+    unstable = s.get("unstable", sum(1 for c in cases if _unstable(c) and not c.get("case_error")))
     out += [
         f"**{s['cases']} cases**: {st.get('pass', 0)} pass, {st.get('fail', 0)} fail, "
-        f"{st.get('error', 0)} error, "
-        f"{st.get('timeout', 0)} timeout, {st.get('skipped', 0)} skipped. "
+        f"{st.get('error', 0) - broken} error, "
+        f"{st.get('timeout', 0)} timeout, {st.get('skipped', 0)} skipped, {broken} broken case(s), "
+        f"{unstable} with unstable timing. "
         f"Pass rate **{_num(s['pass_rate'], '.0%')}**, "
         f"geomean speedup **{_num(s['geomean_speedup'], '.3f', '×')}**, "
         f"weighted score **{s['total_weighted_score']:.1f}** / {s.get('max_weighted_score', 0):.1f}, "
@@ -88,11 +96,11 @@ def run_markdown(payload: dict[str, Any]) -> str:
             [
                 c["tier"],
                 c["name"],
-                c["status"],
+                "broken case" if c.get("case_error") else c["status"],
                 _num(c.get("speedup"), ".2f", "×"),
                 _num(ref["median_ms"] if ref else None, ".4g"),
                 _num(sol["median_ms"] if sol else None, ".4g"),
-                _num(sol["cv"] if sol else None, ".0%"),
+                _num(sol["cv"] if sol else None, ".0%") + (" unstable" if _unstable(c) else ""),
                 _num(peak_fraction(c.get("speed_of_light")), ".0%"),
                 f"{c['weighted_score']:.1f}",
                 ", ".join(sorted({f["id"] for f in c.get("flags") or []})),
@@ -105,7 +113,8 @@ def run_markdown(payload: dict[str, Any]) -> str:
     if failures:
         out += ["", f"### Failures ({len(failures)})", ""]
         out += [
-            f"- `{c['tier']}/{c['name']}` on {c['backend']}: **{c['status']}** in {c.get('phase') or '-'}: "
+            f"- `{c['tier']}/{c['name']}` on {c['backend']}: "
+            f"**{'broken case' if c.get('case_error') else c['status']}** in {c.get('phase') or '-'}: "
             f"{cell(_cut(c.get('reason')))}"
             for c in failures
         ]

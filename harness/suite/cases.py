@@ -111,7 +111,10 @@ def discover(
     case names across tiers (a solution is found by name, so names must be unique).
     """
     if not suite.is_dir():
-        raise BadInput(f"suite directory {suite} does not exist; pass --suite DIR (default: benchmark)")
+        raise BadInput(
+            f"no suite at {suite} (looked in {suite.absolute()}); pass --suite DIR, the folder holding t1/, t2/, ..."
+            " (the default, benchmark, is relative to the current folder: the repository's root)"
+        )
     for tier in tiers:
         if not TIER_PATTERN.match(tier):
             raise BadInput(f"--tier {tier!r} is not a tier name; use t1, t2, ...")
@@ -239,7 +242,9 @@ def _call_list(path: Path, module: types.ModuleType, name: str) -> list[Any]:
     except Exception as exc:
         raise CaseLoadError(f"{path}: {name}() raised {type(exc).__name__}: {_first_line(exc)}") from exc
     if not isinstance(value, (list, tuple)):
-        raise CaseLoadError(f"{path}: {name}() must return a list, got {type(value).__name__}")
+        raise CaseLoadError(
+            f"{path}: {name}() must return a list, got {type(value).__name__}; return a list such as [x]"
+        )
     return list(value)
 
 
@@ -265,7 +270,10 @@ def apply_sizes(path: Path, module: types.ModuleType, backend: str) -> None:
         raise CaseLoadError(f"{path}: SIZES[{backend!r}] must be a dict of module-level name -> value")
     unknown = [k for k in overrides if not hasattr(module, k)]
     if unknown:
-        raise CaseLoadError(f"{path}: SIZES[{backend!r}] overrides undefined name(s) {unknown}")
+        raise CaseLoadError(
+            f"{path}: SIZES[{backend!r}] overrides undefined name(s) {unknown}; define them at module level"
+            " (e.g. batch_size = 64) or remove them from SIZES"
+        )
     for key, value in overrides.items():
         setattr(module, key, value)
 
