@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from harness.evaluation.evaluate import DISTURBANCE_SHARE, _disturbance
 from harness.evaluation.forkserver import cpu_sets
+from harness.evaluation.shape_pass import DISTURBANCE_SHARE, _disturbance
 from harness.sandbox.protocol import BaselineReply
 from tests.conftest import run_harness
 from tests.test_gpu_backend import FakeBackend, needs_cuda

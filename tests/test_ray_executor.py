@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness.evaluation.journal import read_journal
 
+from harness.evaluation.journal import read_journal
 from tests.conftest import FAST_ARGS, GOOD_LINEAR, GOOD_SCALE, REPO, load_json, run_harness
 
 REQUIRED = os.environ.get("HARNESS_REQUIRE_RAY") == "1"
