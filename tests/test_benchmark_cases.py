@@ -2,9 +2,9 @@
 
 Each case is imported straight from its path (no harness needed) and checked against the
 KernelBench-style contract: a docstring, ``Model``/``get_inputs``/``get_init_inputs``/``get_flops``,
-well-formed ``SIZES`` overrides, tolerances, one forward at the CPU sizes with finite outputs, and a
-matching A/A file in ``benchmark/solutions/reference/``. The ``gpu``/``npu`` sizes are checked on the
-``meta`` device, which computes shapes without allocating memory.
+well-formed ``SIZES`` and ``SHAPES`` overrides, tolerances, one forward at each CPU shape with finite
+outputs, and a matching A/A file in ``benchmark/solutions/reference/``. The ``gpu``/``npu`` sizes are
+checked on the ``meta`` device, which computes shapes without allocating memory.
 
 Run as a script to time the reference forwards (the numbers in ``benchmark/SIZING.md``)::
 
@@ -42,9 +42,10 @@ def case_id(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
-def load(path: Path, backend: str | None = None) -> types.ModuleType:
-    """Import a case file under a private name and apply ``SIZES[backend]`` when given."""
-    name = f"_benchmark_case_{path.parent.name}_{path.stem}_{backend or 'default'}"
+def load(path: Path, backend: str | None = None, shape: int = 0) -> types.ModuleType:
+    """Import a case file under a private name and apply ``SIZES[backend]`` when given, then shape
+    ``shape`` of its ``SHAPES[backend]`` (a case without SHAPES, or a backend without an entry, has one)."""
+    name = f"_benchmark_case_{path.parent.name}_{path.stem}_{backend or 'default'}_{shape}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None, f"{path} cannot be imported"
     module = importlib.util.module_from_spec(spec)
@@ -52,7 +53,14 @@ def load(path: Path, backend: str | None = None) -> types.ModuleType:
     if backend is not None:
         for key, value in getattr(module, "SIZES", {}).get(backend, {}).items():
             setattr(module, key, value)
+        for key, value in shape_entries(module, backend)[shape].items():
+            setattr(module, key, value)
     return module
+
+
+def shape_entries(module: types.ModuleType, backend: str) -> list[dict]:
+    """``SHAPES[backend]``, or one empty entry (the backend's sizes as they are)."""
+    return list(getattr(module, "SHAPES", {}).get(backend) or [{}])
 
 
 def build(module: types.ModuleType, seed: int = 0) -> tuple[nn.Module, list]:
@@ -128,6 +136,39 @@ def test_sizes_override_existing_names(path: Path):
             assert type(value) is type(default), f"SIZES[{backend!r}][{key!r}] changes the type"
 
 
+SHAPED = [p for p in CASE_FILES if hasattr(load(p), "SHAPES")]
+
+
+def test_at_least_ten_cases_of_every_tier_have_several_shapes():
+    assert len(SHAPED) >= 10, [case_id(p) for p in SHAPED]
+    assert {p.parent.name for p in SHAPED} == {"t1", "t2", "t3", "t4", "t5"}
+
+
+@pytest.mark.parametrize("path", SHAPED, ids=case_id)
+def test_shapes_override_existing_names_on_every_backend(path: Path):
+    """Each backend lists several distinct shapes over existing size names; the npu's are the gpu's."""
+    module = load(path)
+    shapes = module.SHAPES
+    assert set(shapes) == set(BACKENDS), "give SHAPES for cpu, gpu and npu"
+    assert shapes["npu"] == shapes["gpu"], "npu sizes are the gpu sizes (benchmark/SIZING.md)"
+    for backend, entries in shapes.items():
+        assert isinstance(entries, list) and len(entries) >= 2, f"SHAPES[{backend!r}] lists several shapes"
+        seen = []
+        for entry in entries:
+            assert isinstance(entry, dict)
+            for key, value in entry.items():
+                assert hasattr(module, key), f"SHAPES[{backend!r}] overrides undefined name {key!r}"
+                assert type(value) is type(getattr(module, key)), f"SHAPES[{backend!r}][{key!r}] changes the type"
+            sized = load(path, backend, len(seen))
+            seen.append(tensor_shapes(build_meta(sized)[1]))
+        assert len({repr(s) for s in seen}) == len(seen), f"SHAPES[{backend!r}] repeats a shape"
+
+
+def build_meta(module: types.ModuleType) -> tuple[nn.Module, list]:
+    with torch.device("meta"):
+        return build(module)
+
+
 @cases
 def test_reference_solution_exists(path: Path):
     solution = REFERENCE_SET / path.parent.name / path.name
@@ -184,6 +225,13 @@ def test_runs_on_cpu_with_finite_outputs(path: Path):
         assert out.numel() == 1 or out.float().std() > 0, f"output {index} is constant"
     flops = module.get_flops()
     assert isinstance(flops, int) and flops > 0
+    for shape in range(1, len(shape_entries(module, "cpu"))):  # the other CPU shapes run too
+        other = load(path, "cpu", shape)
+        model, inputs = build(other)
+        with torch.inference_mode():
+            outputs = as_outputs(model(*inputs))
+        assert all(bool(torch.isfinite(out).all()) for out in outputs), f"shape {shape + 1} has NaN or Inf"
+        assert other.get_flops() > 0
 
 
 @cases
@@ -191,15 +239,16 @@ def test_runs_on_cpu_with_finite_outputs(path: Path):
 def test_backend_sizes_apply(path: Path, backend: str):
     """get_inputs() reads the overridden names, and the model runs at those sizes (shapes only)."""
     default = load(path)
-    module = load(path, backend)
-    assert module.get_flops() > default.get_flops(), "accelerator sizes should be larger"
-    with torch.device("meta"):
-        _, cpu_inputs = build(default)
-        model, inputs = build(module)
-        outputs = as_outputs(model(*inputs))
-    assert tensor_shapes(inputs) != tensor_shapes(cpu_inputs), "get_inputs() ignores the overrides"
-    assert all(isinstance(t, torch.Tensor) for t in outputs)
-    assert [t.dtype for t in inputs] == [t.dtype for t in cpu_inputs]
+    for shape in range(len(shape_entries(default, backend))):
+        module = load(path, backend, shape)
+        assert module.get_flops() > default.get_flops(), "accelerator sizes should be larger"
+        with torch.device("meta"):
+            _, cpu_inputs = build(default)
+            model, inputs = build(module)
+            outputs = as_outputs(model(*inputs))
+        assert tensor_shapes(inputs) != tensor_shapes(cpu_inputs), "get_inputs() ignores the overrides"
+        assert all(isinstance(t, torch.Tensor) for t in outputs)
+        assert [t.dtype for t in inputs] == [t.dtype for t in cpu_inputs]
 
 
 # --- timing (python3 tests/test_benchmark_cases.py) ------------------------------------------------
@@ -248,13 +297,15 @@ def h100_estimate_ms(module: types.ModuleType) -> float:
     return 1e3 * seconds
 
 
-def time_case(path: Path, device: str, repeats: int, warmup: int, windows: int) -> tuple[float, float]:
-    """Milliseconds of one reference forward on ``device`` (CUDA: at the ``gpu`` sizes).
+def time_case(
+    path: Path, device: str, repeats: int, warmup: int, windows: int, shape: int = 0
+) -> tuple[float, float]:
+    """Milliseconds of one reference forward on ``device`` (CUDA: at the ``gpu`` sizes) at shape ``shape``.
 
     After ``warmup`` calls, ``windows`` runs of ``repeats`` consecutive calls; returns the lowest of
     their medians (a window in which another process held a core does not count) and the fastest call.
     """
-    module = load(path, "cpu" if device == "cpu" else "gpu")
+    module = load(path, "cpu" if device == "cpu" else "gpu", shape)
     with torch.device(device):
         model, inputs = build(module)
     times = []
@@ -287,12 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per case")
     parser.add_argument("-k", default="", help="only cases whose name contains this")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: time one case, print its median
+    parser.add_argument("--shape", type=int, default=0, help=argparse.SUPPRESS)  # internal: which shape
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     if args.one:
-        print(*time_case(Path(args.one), args.device, args.repeats, args.warmup, args.windows))
+        print(*time_case(Path(args.one), args.device, args.repeats, args.warmup, args.windows, args.shape))
         return 0
     backend = "cpu" if args.device == "cpu" else "gpu"
     print(
@@ -306,21 +358,23 @@ def main(argv: list[str] | None = None) -> int:
     for path in CASE_FILES:
         if args.k not in path.stem:
             continue
-        command = [sys.executable, __file__, "--one", str(path), *options]
-        runs = [
-            subprocess.run(command, check=True, capture_output=True, text=True) for _ in range(args.rounds)
-        ]
-        median = min(float(run.stdout.split()[-2]) for run in runs)
-        fastest = min(float(run.stdout.split()[-1]) for run in runs)
-        total += median
-        module = load(path, backend)
-        with torch.device("meta"):
-            _, inputs = build(module)
-        dtype = ",".join(sorted({str(t.dtype)[6:] for t in inputs if t.is_floating_point()})) or "int64"
-        estimate = h100_estimate_ms(load(path, "gpu"))
-        gflop = module.get_flops() / 1e9
-        row = f"| {case_id(path)} | {dtype} | {median:.2f} | {fastest:.2f} | {estimate:.2f} | {gflop:.3g} |"
-        print(row, flush=True)
+        for shape in range(len(shape_entries(load(path), backend))):  # one row per shape
+            command = [sys.executable, __file__, "--one", str(path), f"--shape={shape}", *options]
+            runs = [
+                subprocess.run(command, check=True, capture_output=True, text=True) for _ in range(args.rounds)
+            ]
+            median = min(float(run.stdout.split()[-2]) for run in runs)
+            fastest = min(float(run.stdout.split()[-1]) for run in runs)
+            total += median
+            module = load(path, backend, shape)
+            with torch.device("meta"):
+                _, inputs = build(module)
+            dtype = ",".join(sorted({str(t.dtype)[6:] for t in inputs if t.is_floating_point()})) or "int64"
+            estimate = h100_estimate_ms(load(path, "gpu", shape))
+            gflop = module.get_flops() / 1e9
+            label = case_id(path) + (f" #{shape + 1}" if shape else "")
+            row = f"| {label} | {dtype} | {median:.2f} | {fastest:.2f} | {estimate:.2f} | {gflop:.3g} |"
+            print(row, flush=True)
     print(f"\ntotal: {total:.1f} ms")
     return 0
 

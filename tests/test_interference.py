@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.evaluation.evaluate import DISTURBANCE_SHARE, _disturbance
+from harness.evaluation.shape_pass import DISTURBANCE_SHARE, _disturbance
 from harness.sandbox.protocol import BaselineReply
 from tests.conftest import run_harness
 from tests.test_gpu_backend import FakeBackend, needs_cuda

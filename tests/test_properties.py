@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis): whatever bytes arrive, the readers fail only in their documented way.
 
-- case discovery and loading: CaseLoadError / BadInput (one line naming the file), never another error;
+- case discovery and loading (``SIZES``, ``SHAPES``, ``BACKENDS`` of any value): CaseLoadError / BadInput
+  (one line naming the file), never another error;
 - `harness.sandbox.wire.decode` (what a worker sends the supervisor): WireError, never another error;
 - `harness.evaluation.journal.read_journal` and `harness.artifacts.schemas.validate_file`: BadInput or a result.
 """
@@ -74,6 +75,8 @@ def case_sources(draw: st.DrawFn, well_formed_knobs: bool = False) -> str:
         lines.append(f"{name} = {draw(python_literals)!r}")
     if draw(st.booleans()):
         lines.append(f"SIZES = {draw(_well_formed_sizes if well_formed_knobs else _any_sizes)!r}")
+    if draw(st.booleans()):
+        lines.append(f"SHAPES = {draw(_any_shapes)!r}")
     for knob in ("ATOL", "RTOL"):
         if draw(st.booleans()):
             lines.append(f"{knob} = {draw(python_literals)!r}")
@@ -104,6 +107,15 @@ _well_formed_sizes = st.dictionaries(
     _backend_names,
     st.dictionaries(st.sampled_from(["n", "m", "missing"]), python_literals, max_size=2),
     max_size=3,
+)
+# SHAPES (harness.suite.shapes) is checked whole, so any value of it is a CaseLoadError or shapes.
+_any_shapes = st.one_of(
+    python_literals,
+    st.dictionaries(
+        st.one_of(_backend_names, st.text(string.ascii_lowercase, max_size=3)),
+        st.one_of(python_literals, st.lists(_well_formed_sizes.map(lambda d: d.get("cpu", {})), max_size=3)),
+        max_size=3,
+    ),
 )
 _well_formed_backends = st.lists(st.sampled_from(["cpu", "gpu", "npu", "tpu"]), min_size=1, max_size=3).map(
     tuple

@@ -103,7 +103,8 @@ def test_three_shards_merged_equal_the_unsharded_run(tmp_path: Path) -> None:
 
 def test_merge_refuses_parts_of_different_configurations(tmp_path: Path) -> None:
     suite, solutions = _suite(tmp_path)
-    common = ["run", "--suite", str(suite), "--solutions", str(solutions), "--quiet", "--case", "scale0", "--case", "scale1", *SEED]
+    common = ["run", "--suite", str(suite), "--solutions", str(solutions), "--quiet", *SEED]
+    common += ["--case", "scale0", "--case", "scale1"]
     run_harness(*common, "--shard", "1/2", "--out", str(tmp_path / "a"))
     run_harness(*common, "--shard", "2/2", "--trials", "2", "--out", str(tmp_path / "b"))
     proc = run_harness("merge", str(tmp_path / "a" / "result.json"), str(tmp_path / "b" / "result.json"),

@@ -72,6 +72,18 @@ SMALL: dict[str, dict[str, Any]] = {
     },
 }
 ELEMENTWISE_SMALL = {"batch_size": 7, "dim": 3000}
+# Cases of several shapes (SHAPES) are also checked at a small copy of what their other shapes change:
+# a row that fits one block after one that does not, GPT-2's odd vocabulary, a ragged K, a sequence
+# length that is no multiple of 64 with the RoPE tables built for it.
+SMALL_MORE: dict[str, list[dict[str, Any]]] = {
+    "softmax": [{"batch_size": 5, "dim": 1000}],
+    "log_softmax": [{"tokens": 3, "vocab": 50257}],
+    "layernorm": [{"tokens": 7, "hidden": 1000}],
+    "attention_scores": [{"batch_size": 1, "heads": 1, "seq_len": 333, "head_dim": 32}],
+    "matmul": [{"M": 33, "K": 1531, "N": 17}],
+    "rotary_attention": [{"batch_size": 1, "heads": 1, "seq_len": 200, "head_dim": 32}],
+    "layernorm_mlp_residual": [{"batch_size": 3, "seq_len": 77, "hidden": 64, "ffn_dim": 128}],
+}
 
 # Interpreted forward at the CPU size takes seconds: these get a full harness evaluation. Each one
 # took 12-72 s on a 2-core Zen 3 (about 9 minutes for all 16), so `make test` runs one per kind
@@ -125,13 +137,22 @@ def test_the_set_covers_at_least_fifteen_cases_of_t1_to_t4() -> None:
 
 
 def check_small(solution: Path) -> None:
-    """Compare one solution with its case's Model at the small shape (two seeds); raises on a mismatch."""
+    """Compare one solution with its case's Model at its small shapes (two seeds each); raises on a mismatch."""
     case = _case_for(solution)
-    loaded = load_case(case, "cpu", module_name=f"_triton_small_case_{case.name}")
-    for name, value in SMALL.get(case.name, ELEMENTWISE_SMALL).items():
-        assert hasattr(loaded.module, name), f"{case.path} has no size {name}"
-        setattr(loaded.module, name, value)
     new_cls = import_file(solution, f"_triton_small_solution_{case.name}").ModelNew
+    for index, sizes in enumerate([SMALL.get(case.name, ELEMENTWISE_SMALL), *SMALL_MORE.get(case.name, [])]):
+        loaded = load_case(case, "cpu", module_name=f"_triton_small_case_{case.name}_{index}")
+        for name, value in sizes.items():
+            assert hasattr(loaded.module, name), f"{case.path} has no size {name}"
+            setattr(loaded.module, name, value)
+        try:
+            _check_at(loaded, new_cls)
+        except AssertionError as exc:
+            raise AssertionError(f"at {sizes}: {exc}") from exc
+
+
+def _check_at(loaded: Any, new_cls: type) -> None:
+    """One size of a case: the solution against the case's Model, as the harness would judge it."""
     for seed in (0, 1):
         torch.manual_seed(seed)
         init = loaded.init_inputs()

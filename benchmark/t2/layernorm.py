@@ -16,6 +16,14 @@ SIZES = {
     "npu": {"tokens": 65536, "hidden": 4096},
 }
 
+# Several shapes (harness.suite.shapes), each checked and timed; the case scores the geometric mean of
+# their speedups. The second: a hidden size that is no power of two (the model is built for each shape).
+SHAPES = {
+    "cpu": [{}, {"tokens": 5000, "hidden": 1000}],
+    "gpu": [{}, {"tokens": 60001, "hidden": 4000}],
+    "npu": [{}, {"tokens": 60001, "hidden": 4000}],
+}
+
 
 class Model(nn.Module):
     def __init__(self, hidden: int, eps: float):

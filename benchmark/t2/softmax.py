@@ -15,6 +15,14 @@ SIZES = {
     "npu": {"batch_size": 16384, "dim": 16384},
 }
 
+# Several shapes (harness.suite.shapes), each checked and timed; the case scores the geometric mean of
+# their speedups. The second and third: short rows of 1000 and rows longer than one 16384-wide block.
+SHAPES = {
+    "cpu": [{}, {"batch_size": 4097, "dim": 1000}, {"batch_size": 200, "dim": 20011}],
+    "gpu": [{}, {"batch_size": 131071, "dim": 1000}, {"batch_size": 8191, "dim": 20011}],
+    "npu": [{}, {"batch_size": 131071, "dim": 1000}, {"batch_size": 8191, "dim": 20011}],
+}
+
 ATOL = 1e-6
 RTOL = 1e-3
 

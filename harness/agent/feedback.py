@@ -8,7 +8,7 @@ same text is sent by `harness agent` and printed by `harness eval --feedback` fo
 
 from __future__ import annotations
 
-from harness.agent.seams import CaseResult
+from harness.agent.seams import CaseResult, shape_label
 
 REASON_BUDGET = 2000  # characters of the reason kept (head and tail)
 OUTPUT_BUDGET = 1500  # characters of the candidate's stderr kept (head and tail)
@@ -89,7 +89,15 @@ def feedback_text(result: CaseResult) -> str:
             f"Time per call (median of {sol.repetitions}): reference {ref.median_ms:.4g} ms, "
             f"yours {sol.median_ms:.4g} ms"
         )
+    for shape in result.shapes:  # a case of several shapes: each one's times
+        ref, sol = shape.reference_timing, shape.solution_timing
+        if ref and sol:
+            lines.append(
+                f"{shape_label(shape.index, len(result.shapes), shape.sizes)}: reference {ref.median_ms:.4g} ms, "
+                f"yours {sol.median_ms:.4g} ms"
+            )
     if result.speedup is not None:
-        lines.append(f"Speedup: {result.speedup:.3f}x; score {result.score:.1f} of 100")
+        mean = f" (geometric mean over {len(result.shapes)} shapes)" if result.shapes else ""
+        lines.append(f"Speedup: {result.speedup:.3f}x{mean}; score {result.score:.1f} of 100")
     lines.append(PASS_REQUEST)
     return "\n".join(lines) + "\n"

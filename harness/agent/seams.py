@@ -13,6 +13,7 @@ Seams (what is used, and why):
 - ``default_build_cache``: where compiled kernels of a solution file are kept between runs.
 - ``Case``, ``discover``, ``solution_paths``: the suite and its solution sets.
 - ``CaseResult``, ``apply_score``, ``summarize``: one result, its score, the run summary (fast_p, geomean).
+- ``shape_label``: how a result names one shape of a case of several (feedback lists each one's times).
 - ``envelope``, ``write_artifact``, ``write_atomic``, ``dumps``: validated, atomic artifact writes.
 - ``Journal``, ``parse_lines``: the fsynced, tamper-repairing line writer of `harness run` and its
   reader, for attempts.jsonl.
@@ -46,6 +47,7 @@ from harness.render.console import ProgressObserver
 from harness.results import CaseResult
 from harness.scoring import apply_score, summarize
 from harness.suite.cases import Case, discover, solution_paths
+from harness.suite.shapes import shape_label
 from harness.timing import TimingConfig
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "load_artifact",
     "run_options",
     "run_payload",
+    "shape_label",
     "skipped",
     "solution_paths",
     "summarize",

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from harness.analysis.statistics import (
     ESTIMATOR_NAME,
     TEST_NAME,
@@ -88,10 +90,18 @@ def _timing(case: dict[str, Any], which: str) -> dict[str, Any] | None:
     return ((case.get("timing") or {}).get(which)) or None
 
 
+def _timed_parts(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a case's timing series are: the case itself, or each of its shapes (a case of several)."""
+    shapes = case.get("shapes") or []
+    return [s for s in shapes if isinstance(s, dict)] if shapes else [case]
+
+
 def side_summary(case: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """One run's view of a case, as recorded in the comparison."""
+    """One run's view of a case, as recorded in the comparison (a case of several shapes has no single
+    pair of medians: they stay null, and ``samples`` counts every shape's)."""
     ref, sol = _timing(case, "reference"), _timing(case, "solution")
     fingerprint, source = case_fingerprint(case)
+    solution_series = [t for part in _timed_parts(case) if (t := _timing(part, "solution"))]
     return {
         "status": case["status"],
         "phase": case.get("phase"),
@@ -100,7 +110,8 @@ def side_summary(case: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "reference_median_ms": ref["median_ms"] if ref else None,
         "solution_median_ms": sol["median_ms"] if sol else None,
         "solution_cv": sol.get("cv") if sol else None,
-        "samples": len(sol["samples_ms"]) if sol else 0,
+        "samples": sum(len(t["samples_ms"]) for t in solution_series),
+        "shapes": len(case.get("shapes") or []) or 1,
         "case_sha256": (case.get("case") or {}).get("sha256"),
         "solution_sha256": (case.get("solution") or {}).get("sha256"),
         "output_fingerprint": fingerprint,
@@ -190,7 +201,10 @@ class Comparison:
             "direction": DIRECTION,
             "test": TEST_NAME,
             "estimator": ESTIMATOR_NAME,
-            "samples": "per-sample log(solution/reference), paired by timing round within each run",
+            "samples": (
+                "per-sample log(solution/reference), paired by timing round within each run; "
+                "a case of several shapes pools its shapes' samples"
+            ),
             "ci_level": 1.0 - self.alpha,
             "alpha": self.alpha,
             "correction": "holm",
@@ -221,14 +235,19 @@ def _fmt_pct(ratio: float) -> str:
 
 
 def _samples(case: dict[str, Any]) -> Any:
-    ref, sol = _timing(case, "reference"), _timing(case, "solution")
-    if not ref or not sol or len(ref["samples_ms"]) < 2 or len(sol["samples_ms"]) < 2:
-        return None
-    return relative_log_times(ref["samples_ms"], sol["samples_ms"])
+    """Per-sample log(solution/reference) of a case; for several shapes each shape's, pooled (each
+    shape paired within itself), so a change on any shape moves the case."""
+    pooled = []
+    for part in _timed_parts(case):
+        ref, sol = _timing(part, "reference"), _timing(part, "solution")
+        if not ref or not sol or len(ref["samples_ms"]) < 2 or len(sol["samples_ms"]) < 2:
+            return None
+        pooled.append(relative_log_times(ref["samples_ms"], sol["samples_ms"]))
+    return pooled[0] if len(pooled) == 1 else np.concatenate(pooled)
 
 
 def _noise(*cases: dict[str, Any]) -> float:
-    series = [_timing(c, w) for c in cases for w in ("reference", "solution")]
+    series = [_timing(p, w) for c in cases for p in _timed_parts(c) for w in ("reference", "solution")]
     return max(robust_cv(s["samples_ms"]) for s in series if s)
 
 
@@ -237,6 +256,8 @@ def _differences(b: dict[str, Any], c: dict[str, Any], ignore_environment: bool)
     found = []
     if b["case_sha256"] and c["case_sha256"] and b["case_sha256"] != c["case_sha256"]:
         found.append("case source (sha256) differs")
+    if b.get("shapes", 1) != c.get("shapes", 1):
+        found.append(f"shapes: {b.get('shapes', 1)} -> {c.get('shapes', 1)}")
     if not ignore_environment:
         for fact, old in b["environment"].items():
             new = c["environment"].get(fact)

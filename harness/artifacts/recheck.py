@@ -1,8 +1,9 @@
 """`harness validate --deep`: the figures of a result recomputed from its raw samples.
 
 A schema says a result is well formed; it cannot say its numbers are right. Every case result
-keeps its raw timing samples, so a third party can recompute each series' statistics, each
-speedup and score and the run's summary from them, with nothing but this package (no torch), and
+keeps its raw timing samples (a case of several shapes, per shape), so a third party can recompute
+each series' statistics, each speedup (a case of several shapes: the geometric mean of its shapes')
+and score and the run's summary from them, with nothing but this package (no torch), and
 see whether a file was edited by hand or written by a harness with a bug.
 """
 
@@ -12,7 +13,7 @@ import math
 from typing import Any
 
 from harness.results import CaseResult
-from harness.scoring import apply_score, summarize
+from harness.scoring import apply_score, geometric_mean, summarize
 from harness.timing import TimingStats
 
 _STATS = ("median_ms", "mean_ms", "min_ms", "max_ms", "iqr_ms", "stdev_ms", "cv", "stable", "repetitions")
@@ -25,11 +26,10 @@ def _close(a: Any, b: Any) -> bool:
     return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
-def recheck_case(case: dict[str, Any], where: str = "") -> list[str]:
-    """What in one case result disagrees with its own raw samples (empty: nothing)."""
+def _recheck_timing(timing: dict[str, Any], status: Any, speedup: Any, name: str) -> tuple[list[str], float | None]:
+    """What in one timing block (a case's or a shape's) disagrees with its samples, and the speedup its
+    medians give (None where it has no pair of series or did not pass)."""
     problems: list[str] = []
-    name = where or f"case {case.get('name')}"
-    timing = case.get("timing") or {}
     for side in ("reference", "solution"):
         series = timing.get(side)
         if not series:
@@ -43,10 +43,39 @@ def recheck_case(case: dict[str, Any], where: str = "") -> list[str]:
             if key in series and not _close(series[key], stats[key]):
                 problems.append(f"{name}: {side} {key} is {series[key]!r}, the samples give {stats[key]!r}")
     ref, sol = timing.get("reference"), timing.get("solution")
-    if case.get("status") == "pass" and ref and sol:
-        expected = ref["median_ms"] / sol["median_ms"] if sol.get("median_ms") else None
-        if expected is not None and not _close(case.get("speedup"), expected):
-            problems.append(f"{name}: speedup is {case.get('speedup')!r}, the medians give {expected!r}")
+    expected = None
+    if status == "pass" and ref and sol and sol.get("median_ms"):
+        expected = ref["median_ms"] / sol["median_ms"]
+        if not _close(speedup, expected):
+            problems.append(f"{name}: speedup is {speedup!r}, the medians give {expected!r}")
+    return problems, expected
+
+
+def recheck_case(case: dict[str, Any], where: str = "") -> list[str]:
+    """What in one case result disagrees with its own raw samples (empty: nothing).
+
+    A case of several shapes is checked shape by shape, and its speedup against the geometric mean
+    of the speedups its shapes' medians give.
+    """
+    name = where or f"case {case.get('name')}"
+    problems, _ = _recheck_timing(case.get("timing") or {}, case.get("status"), case.get("speedup"), name)
+    shapes = case.get("shapes") or []
+    speedups = []
+    for i, shape in enumerate(shapes):
+        where_shape = f"{name} shape {shape.get('index', i) + 1}" if isinstance(shape, dict) else name
+        if not isinstance(shape, dict):
+            problems.append(f"{where_shape}: a shape entry is not an object")
+            continue
+        timing = shape.get("timing") or {}
+        found, expected = _recheck_timing(timing, shape.get("status"), shape.get("speedup"), where_shape)
+        problems += found
+        speedups.append(expected)
+    if shapes and case.get("status") == "pass":
+        geomean = geometric_mean([v for v in speedups if v]) if all(speedups) else None
+        if geomean is None or not _close(case.get("speedup"), geomean):
+            problems.append(
+                f"{name}: speedup is {case.get('speedup')!r}, the geometric mean over its shapes gives {geomean!r}"
+            )
     try:
         rescored = apply_score(CaseResult.from_json(case))
     except (KeyError, TypeError, ValueError) as exc:

@@ -16,7 +16,8 @@ from typing import Any
 from harness.errors import BadInput, ValidationFailed
 
 SCHEMA_BASE = "https://kernel-harness.dev/schemas/"
-SCHEMA_VERSION = "1.2.0"  # 1.1: correctness gates, speed_of_light, flags; 1.2: case_error, broken_cases, unstable
+# 1.1: correctness gates, speed_of_light, flags; 1.2: case_error, broken_cases, unstable, shapes (all optional)
+SCHEMA_VERSION = "1.2.0"
 ARTIFACT_SCHEMAS = {
     "case_result": "v1/case-result.schema.json",
     "run_result": "v1/run-result.schema.json",

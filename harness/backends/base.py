@@ -38,9 +38,9 @@ class Backend(abc.ABC):
     # (harness.evaluation.forkserver.cpu_sets): where host speed reaches the samples (launches on a GPU).
     pin_workers: bool = False
     # Whether the reference is timed alone before any candidate code runs, and its rounds checked
-    # against that (harness.evaluation.evaluate._disturbance): where a stopped candidate's queued work can still
-    # run (a device). On the CPU a stopped process does nothing, and the candidate's load overlaps the
-    # reference's prepare instead.
+    # against that (harness.evaluation.shape_pass._disturbance): where a stopped candidate's queued
+    # work can still run (a device). On the CPU a stopped process does nothing, and the candidate's
+    # load overlaps the reference's prepare instead.
     needs_baseline: bool = False
     # Timing defaults of this backend for TimingConfig fields left at their generic default
     # (harness.timing.for_backend); e.g. more repetitions where a call takes microseconds.

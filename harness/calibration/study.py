@@ -33,7 +33,11 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.results import CaseResult
+    from harness.timing import TimingStats
 
 METHODS = ("harness", "simple", "do_bench")
 DEFAULT_EFFECTS = (5.0, 10.0, 20.0)
@@ -138,6 +142,15 @@ def _ratio_error(ref: float | None, cand: float | None, extra: float | None) -> 
     return (cand / ref) / ((ref + extra) / ref) - 1.0
 
 
+def _first_shape(result: CaseResult) -> tuple[TimingStats | None, TimingStats | None, float | None]:
+    """Reference timing, candidate timing and speedup of a result's first shape: what the probe measures
+    (it loads a case at its first shape), also for a case of several shapes."""
+    if result.shapes:
+        first = result.shapes[0]
+        return first.reference_timing, first.solution_timing, first.speedup
+    return result.reference_timing, result.solution_timing, result.speedup
+
+
 def effect_candidate_source(case_path: Path, name: str, pct: float, backend: str, amount: float) -> str:
     """A solution file: the case's own Model, then a fixed extra amount of work after each forward."""
     if backend == "gpu":
@@ -217,10 +230,11 @@ def run_calibration(
                 f"A/A run: {result.status if result else 'missing'}: {result.reason if result else ''}"
             )
         else:
-            assert result.reference_timing is not None
-            row.ref_ms = result.reference_timing.median_ms
+            first, _, speedup = _first_shape(result)
+            assert first is not None and speedup is not None
+            row.ref_ms = first.median_ms
             row.times_ms["harness"] = row.ref_ms
-            row.aa["harness"] = result.speedup - 1.0
+            row.aa["harness"] = speedup - 1.0
         rows[case.name] = row
 
     effect_names = set(config.effect_names) if config.effect_names else {c.name for c in cases}
@@ -278,10 +292,11 @@ def run_calibration(
                 if result is None or result.status != "pass" or not result.speedup:
                     effect["harness"] = {"status": result.status if result else "missing"}
                     continue
-                assert result.reference_timing and result.solution_timing
-                ref, cand = result.reference_timing.median_ms, result.solution_timing.median_ms
-                effect["harness"] = {"ref_ms": ref, "cand_ms": cand}
-                effect["error"]["harness"] = _ratio_error(ref, cand, effect.get("extra_ms"))
+                ref_timing, cand_timing, _ = _first_shape(result)
+                assert ref_timing and cand_timing
+                ref_ms, cand_ms = ref_timing.median_ms, cand_timing.median_ms
+                effect["harness"] = {"ref_ms": ref_ms, "cand_ms": cand_ms}
+                effect["error"]["harness"] = _ratio_error(ref_ms, cand_ms, effect.get("extra_ms"))
     ordered = [rows[c.name] for c in cases]
     environment = aa_run["environment"]
     summary = summarize(ordered, config.effects, config.min_ms)

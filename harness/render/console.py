@@ -12,7 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness.analysis.speed_of_light import describe, peak_fraction
-from harness.results import CaseResult
+from harness.results import CaseResult, ShapeResult
+from harness.suite.shapes import describe as describe_sizes
+from harness.suite.shapes import shape_label
 from harness.timing import STABLE_CV
 
 STATUS_STYLE = {"pass": "green", "fail": "red", "error": "red", "timeout": "magenta", "skipped": "dim"}
@@ -20,6 +22,17 @@ STATUS_STYLE = {"pass": "green", "fail": "red", "error": "red", "timeout": "mage
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _timing_cells(r: CaseResult | ShapeResult) -> list[str]:
+    """Speedup, both medians, the candidate's CV and its share of the peak: a case's or a shape's."""
+    return [
+        f"{r.speedup:.2f}x" if r.speedup else "-",
+        _fmt(r.reference_timing.median_ms if r.reference_timing else None, ".3f"),
+        _fmt(r.solution_timing.median_ms if r.solution_timing else None, ".3f"),
+        cv_text(r),
+        _fmt(peak_fraction(r.speed_of_light.to_json() if r.speed_of_light else None), ".0%"),
+    ]
 
 
 def results_table(results: Sequence[CaseResult], title: str = "results") -> Table:
@@ -39,15 +52,23 @@ def results_table(results: Sequence[CaseResult], title: str = "results") -> Tabl
             r.tier,
             r.name,
             status_text(r),
-            f"{r.speedup:.2f}x" if r.speedup else "-",
-            _fmt(r.reference_timing.median_ms if r.reference_timing else None, ".3f"),
-            _fmt(r.solution_timing.median_ms if r.solution_timing else None, ".3f"),
-            cv_text(r),
-            _fmt(peak_fraction(r.speed_of_light.to_json() if r.speed_of_light else None), ".0%"),
+            *_timing_cells(r),
             _fmt(r.weighted_score, ".1f"),
             escape(",".join(sorted({f.id for f in r.flags}))),
             escape((r.reason or "")[:200]) if r.status != "pass" else "",
         )
+        for shape in r.shapes:  # a case of several shapes: what its geometric-mean speedup is made of
+            shape_style = STATUS_STYLE.get(shape.status, "dim")
+            table.add_row(
+                *([""] if several else []),
+                "",
+                f"  #{shape.index + 1} {escape(describe_sizes(shape.sizes))}",
+                f"[{shape_style}]{shape.status}[/]",
+                *_timing_cells(shape),
+                "",
+                "",
+                "",
+            )
     return table
 
 
@@ -58,7 +79,7 @@ def status_text(r: CaseResult) -> str:
     return f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
 
 
-def cv_text(r: CaseResult) -> str:
+def cv_text(r: CaseResult | ShapeResult) -> str:
     """The larger CV of the two timing series, marked when it is above the stability threshold."""
     series = [t for t in (r.reference_timing, r.solution_timing) if t is not None]
     if not series:
@@ -113,10 +134,24 @@ def case_panel(result: CaseResult) -> Panel:
             f"reference {ref.median_ms:.4f} ms (IQR {ref.iqr_ms:.4f}, cv {ref.cv:.1%}); "
             f"candidate {sol.median_ms:.4f} ms (IQR {sol.iqr_ms:.4f}, cv {sol.cv:.1%}); n={sol.repetitions}"
         )
-        if result.unstable:
-            lines.append(f"[yellow]unstable timing[/]: a CV above {STABLE_CV:.0%}; the speedup is noisy, run again")
+    for shape in result.shapes:
+        shape_ref, shape_sol = shape.reference_timing, shape.solution_timing
+        timing = (
+            f"reference {shape_ref.median_ms:.4f} ms, candidate {shape_sol.median_ms:.4f} ms "
+            f"(cv {shape_sol.cv:.1%}, n={shape_sol.repetitions})"
+            if shape_ref and shape_sol
+            else (shape.reason or "")
+        )
+        speed = f"{shape.speedup:.3f}x; " if shape.speedup else ""
+        label = escape(shape_label(shape.index, len(result.shapes), shape.sizes))
+        lines.append(f"{label}: {shape.status}; {speed}{escape(timing)}")
+    if result.unstable:
+        lines.append(f"[yellow]unstable timing[/]: a CV above {STABLE_CV:.0%}; the speedup is noisy, run again")
     if result.speedup:
-        lines.append(f"speedup {result.speedup:.3f}x, score {result.score:.1f} (weighted {result.weighted_score:.1f})")
+        mean = f" (geometric mean over {len(result.shapes)} shapes)" if result.shapes else ""
+        lines.append(
+            f"speedup {result.speedup:.3f}x{mean}, score {result.score:.1f} (weighted {result.weighted_score:.1f})"
+        )
     if result.speed_of_light:
         lines.append(f"speed of light: {escape(describe(result.speed_of_light.to_json()))}")
     for flag in result.flags:

@@ -24,7 +24,7 @@ from harness.render.svg import (
     histogram,
     roofline,
 )
-from harness.render.table import fmt_change, fmt_ci, fmt_p, fmt_speedup
+from harness.render.table import SHAPE_HEADER, fmt_change, fmt_ci, fmt_p, fmt_speedup, shape_rows
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1000px;color:#222;
@@ -192,30 +192,43 @@ def run_html(payload: dict[str, Any]) -> str:
         )
     header = ["case", "status", "speedup", "ref ms", "new ms", "cv", "GB/s", "TFLOP/s", "% of peak", "score"]
     sections += ["<h2>Cases</h2>", _table([*header, "flags", "reason"], rows)]
+    shape_lines = shape_rows(list(cases))
+    if shape_lines:
+        sections += [
+            "<h2>Shapes</h2>",
+            '<p class="meta">A case of several shapes scores the geometric mean of its shapes\' speedups.</p>',
+            _table(
+                list(SHAPE_HEADER),
+                [[(escape(v), "n" if i >= 4 else (v if i == 3 else "")) for i, v in enumerate(r)] for r in shape_lines],
+            ),
+        ]
     title = f"Kernel benchmark: {payload.get('solutions')}"
     return _page(title, _meta(payload), sections)
 
 
 def _roofline_sections(cases: Sequence[dict[str, Any]], label: Callable[[dict[str, Any]], str]) -> list[str]:
     """One roofline per device (the peaks the cases were measured against): each case's candidate as a
-    filled point coloured by status, its reference as a hollow one. Nothing without speed-of-light data."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    filled point coloured by status, its reference as a hollow one; a case of several shapes has a
+    point per shape (``case #2``). Nothing without speed-of-light data."""
+    groups: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for c in cases:
-        sol = c.get("speed_of_light")
-        if sol and sol.get("flops") and sol.get("bytes_moved"):
-            groups.setdefault(f"{c['backend']}: {sol['peaks']['name']}", []).append(c)
+        shapes = c.get("shapes") or []
+        parts = [(f"{label(c)} #{s.get('index', 0) + 1}", s) for s in shapes] if shapes else [(label(c), c)]
+        for name, part in parts:
+            sol = part.get("speed_of_light")
+            if sol and sol.get("flops") and sol.get("bytes_moved"):
+                groups.setdefault(f"{c['backend']}: {sol['peaks']['name']}", []).append((name, part["status"], sol))
     sections = []
     for title, members in groups.items():
-        peaks = members[0]["speed_of_light"]["peaks"]
+        peaks = members[0][2]["peaks"]
         points = []
-        for c in members:
-            sol = c["speed_of_light"]
+        for name, status, sol in members:
             intensity = sol["flops"] / sol["bytes_moved"]
             for side, hollow in (("reference", True), ("candidate", False)):
                 achieved = sol.get(side) or {}
                 if achieved.get("tflops"):
-                    color = NEUTRAL if hollow else STATUS_COLOR.get(c["status"], NEUTRAL)
-                    points.append(RooflinePoint(label(c), intensity, achieved["tflops"], color, hollow, side))
+                    color = NEUTRAL if hollow else STATUS_COLOR.get(status, NEUTRAL)
+                    points.append(RooflinePoint(name, intensity, achieved["tflops"], color, hollow, side))
         plot = roofline(points, peaks.get("memory_gbps"), peaks.get("tflops") or {}, f"roofline, {title}")
         sections += [
             f"<h2>Roofline: {escape(title)}</h2>",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.analysis.speed_of_light import peak_fraction
-from harness.render.table import fmt_change, fmt_ci, fmt_p, fmt_speedup
+from harness.render.table import SHAPE_HEADER, fmt_change, fmt_ci, fmt_p, fmt_speedup, shape_rows
 
 FOLD_AFTER = 25  # case tables longer than this go inside <details>
 REASON_CHARS = 240
@@ -109,6 +109,12 @@ def run_markdown(payload: dict[str, Any]) -> str:
     header = ["tier", "case", "status", "speedup", "ref ms", "new ms", "cv", "% of peak", "score", "flags"]
     out += ["", "### Cases", ""]
     out += _fold(f"All {len(cases)} cases", table(header, case_rows, (3, 4, 5, 6, 7, 8)), len(case_rows))
+    shape_lines = shape_rows(cases)
+    if shape_lines:
+        several = sum(1 for c in cases if c.get("shapes"))
+        out += ["", f"### Shapes ({several} cases of several shapes)", ""]
+        out += ["A case of several shapes scores the geometric mean of its shapes' speedups; its times are here.", ""]
+        out += _fold(f"{len(shape_lines)} shapes", table(SHAPE_HEADER, shape_lines, (4, 5, 6, 7)), len(shape_lines))
     failures = [c for c in cases if c["status"] in ("fail", "error", "timeout")]
     if failures:
         out += ["", f"### Failures ({len(failures)})", ""]

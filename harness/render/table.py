@@ -45,6 +45,35 @@ def fmt_speedup(side: dict[str, Any] | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+SHAPE_HEADER = ("case", "shape", "sizes", "status", "speedup", "ref ms", "new ms", "cv")
+
+
+def shape_rows(cases: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per shape of every case of several shapes (``SHAPE_HEADER``'s columns, as plain text):
+    the case rows show their geometric-mean speedup, these show what it is made of."""
+    rows = []
+    for c in cases:
+        shapes = c.get("shapes") or []
+        for shape in shapes:
+            timing = shape.get("timing") or {}
+            ref, sol = timing.get("reference") or {}, timing.get("solution") or {}
+            sizes = ", ".join(f"{k}={v}" for k, v in (shape.get("sizes") or {}).items())
+            speedup = shape.get("speedup")
+            rows.append(
+                [
+                    f"{c['tier']}/{c['name']}",
+                    f"{shape.get('index', 0) + 1} of {len(shapes)}",
+                    sizes,
+                    str(shape.get("status")),
+                    "-" if speedup is None else f"{speedup:.2f}x",
+                    "-" if ref.get("median_ms") is None else f"{ref['median_ms']:.4g}",
+                    "-" if sol.get("median_ms") is None else f"{sol['median_ms']:.4g}",
+                    "-" if sol.get("cv") is None else f"{sol['cv']:.0%}",
+                ]
+            )
+    return rows
+
+
 def comparison_table(payload: dict[str, Any], title: str | None = None) -> Table:
     """Per case: verdict, change, CI, p-values, both speedups and why."""
     method = payload["method"]

@@ -18,6 +18,7 @@ from harness.sandbox.session import (
     _plain,
     _poison,
     _same,
+    _same_values,
     _Session,
 )
 from harness.suite.cases import load_solution_class
@@ -34,6 +35,10 @@ class CandidateSession(_Session):
         self._opened: dict[str, exchange.OpenedRegion] = {}
         self._exported: list[Any] = []  # tensors whose IPC handles the reference may still open
         self.ipc_outputs = False  # set where this session runs in a process of its own
+        self.solution_path = ""
+        self.solution_class: type | None = None
+        self.init_seed = 0
+        self.built_with: list[Any] = []  # the init inputs ModelNew was built from (use_shape compares)
 
     def load(
         self,
@@ -45,31 +50,78 @@ class CandidateSession(_Session):
         fresh_seed: int,
         timed: dict[str, Any] | None = None,
         timing_later: bool = False,
+        shape: int = 0,
     ) -> dict[str, Any]:
-        """Import the solution and build ``ModelNew``; timing inputs are copied from the staged set
-        ``timed`` (or drawn from the seed where the reference could not stage them), or, with
-        ``timing_later``, taken by a later `take_timing_inputs` (the load then overlaps the reference's
-        prepare)."""
+        """Import the solution and build ``ModelNew`` at shape ``shape``; timing inputs are copied from
+        the staged set ``timed`` (or drawn from the seed where the reference could not stage them), or,
+        with ``timing_later``, taken by a later `take_timing_inputs` (the load then overlaps the
+        reference's prepare)."""
         try:
-            self.loaded = self._load_case(case, "cand")
-            reference_state = self._build(self.loaded.model_class, init_seed).state_dict()
+            self.loaded = self._load_case(case, "cand", shape)
             cls = load_solution_class(Path(solution_path))
         except Exception as exc:
             raise SessionError(str(exc), PHASE_LOADING) from exc
-        try:
-            self.model = self._build(cls, init_seed)
-            _adopt_reference_weights(self.model, reference_state)
-        except Exception as exc:
-            raise SessionError(
-                f"{solution_path}: ModelNew(*get_init_inputs()) raised {type(exc).__name__}: {_line(exc)}",
-                PHASE_INIT,
-            ) from exc
-        self.trial_seeds = list(trial_seeds)
-        self.fresh_seed = fresh_seed
-        self.timing_seed = timing_seed
+        self.solution_path, self.solution_class, self.init_seed = solution_path, cls, init_seed
+        self._build_candidate()
+        self._set_seeds(trial_seeds, timing_seed, fresh_seed)
         if not timing_later:
             self.take_timing_inputs(timed)
         return {}
+
+    def use_shape(
+        self,
+        shape: int,
+        trial_seeds: list[int],
+        timing_seed: int,
+        fresh_seed: int,
+        timed: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Go on to shape ``shape`` of the case with the same ``ModelNew``, built again only where the
+        shape's ``get_init_inputs()`` differ from the ones it was built with (a model that serves many
+        shapes is what a real kernel is; one whose constructor takes a size must be made for it).
+
+        Says whether it was rebuilt. The last shape's timing inputs and output are let go first.
+        """
+        assert self.loaded is not None and self.solution_class is not None
+        try:
+            self.loaded.select_shape(shape)
+            init = self._init_inputs(self.init_seed)
+        except Exception as exc:
+            raise SessionError(f"{self.loaded.case.path}: shape {shape + 1}: {_line(exc)}", PHASE_LOADING) from exc
+        self.timing_inputs = self.last_output = None
+        rebuilt = not _same_values(init, self.built_with)
+        if rebuilt:
+            self.model = None  # the old model's memory goes before the new one is made
+            self._build_candidate()
+        self._set_seeds(trial_seeds, timing_seed, fresh_seed)
+        self.take_timing_inputs(timed)
+        return {"rebuilt": rebuilt}
+
+    def _build_candidate(self) -> None:
+        """``ModelNew(*get_init_inputs())`` at the current shape, with the reference's weights where
+        its parameters are laid out the same way."""
+        assert self.loaded is not None and self.solution_class is not None
+        try:
+            reference_state = self._build(self.loaded.model_class, self.init_seed).state_dict()
+            self.built_with = self._init_inputs(self.init_seed)
+        except Exception as exc:
+            raise SessionError(
+                f"{self.loaded.case.path}: Model(*get_init_inputs()) raised {type(exc).__name__}: {_line(exc)}",
+                PHASE_LOADING,
+            ) from exc
+        try:
+            self.model = self._build(self.solution_class, self.init_seed)
+            _adopt_reference_weights(self.model, reference_state)
+        except Exception as exc:
+            raise SessionError(
+                f"{self.solution_path}: ModelNew(*get_init_inputs()) raised {type(exc).__name__}: {_line(exc)}",
+                PHASE_INIT,
+            ) from exc
+
+    def _set_seeds(self, trial_seeds: list[int], timing_seed: int, fresh_seed: int) -> None:
+        self.trial_seeds = list(trial_seeds)
+        self.fresh_seed = fresh_seed
+        self.timing_seed = timing_seed
 
     def take_timing_inputs(self, timed: dict[str, Any] | None = None) -> dict[str, Any]:
         """Timing inputs of this worker's own: a copy of the staged set ``timed``, else drawn from the seed."""
@@ -86,6 +138,11 @@ class CandidateSession(_Session):
             handle = str(region.get("handle"))
             opened = self._opened.get(handle)
             if opened is None:
+                # A new region (a later shape outgrew the last one): the reference stages only into
+                # its newest, so older mappings are closed (the reference frees them only later).
+                for stale in self._opened.values():
+                    stale.close()
+                self._opened = {}
                 opened = self._opened[handle] = exchange.OpenedRegion(handle, self.device)
             tensor = opened.tensor()
         elif region.get("kind") == "host" and self.host_staging is not None:

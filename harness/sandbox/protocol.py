@@ -46,6 +46,8 @@ class PrepareReply:
     stage_bytes: int
     param_bytes: int
     dtypes: tuple[str, ...] = ()
+    shapes: int = 1  # how many shapes the case has on this backend (harness.suite.shapes)
+    sizes: dict[str, Any] = field(default_factory=dict)  # the sizes that tell this shape from the others
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -65,6 +67,9 @@ class PrepareReply:
         dtypes = data.get("dtypes") or []
         if not isinstance(dtypes, list) or not all(isinstance(d, str) for d in dtypes):
             raise ProtocolError("reply field 'dtypes' is not a list of names")
+        sizes = data.get("sizes") or {}
+        if not isinstance(sizes, dict) or not all(isinstance(k, str) for k in sizes):
+            raise ProtocolError("reply field 'sizes' is not an object of names")
         return cls(
             atol=_number(data, "atol"),
             rtol=_number(data, "rtol"),
@@ -76,6 +81,8 @@ class PrepareReply:
             stage_bytes=_count(data, "stage_bytes"),
             param_bytes=_count(data, "param_bytes"),
             dtypes=tuple(dtypes),
+            shapes=_count(data, "shapes") or 1,
+            sizes=sizes,
         )
 
 

@@ -32,22 +32,38 @@ class ReferenceSession(_Session):
         self.staged_key: str | None = None
         self.counter = 0
         self._cuda_region: exchange.CudaRegion | None = None
+        # Regions outgrown by a later shape of a case: its candidate may still have them open, and an
+        # exported allocation freed before its importer closes it is undefined behaviour in CUDA.
+        # They are freed when the next case starts (its candidate is gone by then).
+        self._retired: list[exchange.CudaRegion] = []
+        self.shape = 0
 
     def prepare(
-        self, case: dict[str, Any], init_seed: int, trial_seeds: list[int], timing_seed: int, fresh_seed: int
+        self,
+        case: dict[str, Any],
+        init_seed: int,
+        trial_seeds: list[int],
+        timing_seed: int,
+        fresh_seed: int,
+        shape: int = 0,
     ) -> dict[str, Any]:
-        """Load the case, build ``Model``, draw every input set once and compute its expected outputs.
+        """Load the case at shape ``shape``, build ``Model``, draw every input set once and compute its
+        expected outputs.
 
         The input sets are kept: the candidate runs on staged copies of them (`stage`) instead of
         drawing them again. Anything the case file does wrong becomes a SessionError naming the file
-        and the step.
+        and the step. A case of several shapes is prepared once per shape, each dropping the last
+        one's tensors, so the peak memory stays one shape's.
         """
-        self.finish()  # the previous case's tensors go first: the peak memory is one case's
+        # The previous case's (or shape's) tensors go first: the peak memory is one shape's. A later shape
+        # keeps the staging region, which the same candidate has open.
+        self.finish(same_case=shape > 0)
+        self.shape = shape
         self.counter += 1
         path = case.get("path", "?")
         step = "loading the case"
         try:
-            self.loaded = self._load_case(case, f"ref{self.counter}")
+            self.loaded = self._load_case(case, f"ref{self.counter}", shape)
             step = "Model(*get_init_inputs())"
             self.model = self._build(self.loaded.model_class, init_seed)
             seeds = {str(i): seed for i, seed in enumerate(trial_seeds)}
@@ -95,6 +111,8 @@ class ReferenceSession(_Session):
             dtypes=tuple(
                 sorted({str(t.dtype) for t in (self.timing_inputs or []) + self.expected["timed"] if _is_tensor(t)})
             ),
+            shapes=self.loaded.shape_count,
+            sizes=self.loaded.shape_sizes(),
         ).to_json()
 
     def _keep_inputs(self, inputs: list[Any]) -> bool:
@@ -159,7 +177,10 @@ class ReferenceSession(_Session):
         if self.backend.staging == "cuda":
             if self._cuda_region is None or self._cuda_region.nbytes < nbytes:
                 if self._cuda_region is not None:
-                    self._cuda_region.close()
+                    if self.shape > 0:
+                        self._retired.append(self._cuda_region)  # this case's candidate may hold it
+                    else:
+                        self._cuda_region.close()
                     self._cuda_region = None
                 self._cuda_region = exchange.CudaRegion(nbytes, self.device)
             return self._cuda_region.tensor
@@ -233,12 +254,14 @@ class ReferenceSession(_Session):
         env["peaks"] = peaks.to_json() if peaks else None
         return env
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, same_case: bool = False) -> dict[str, Any]:
         """Drop this case's tensors so the worker can be reused.
 
         On a device the freed memory goes back to the driver (the caching allocator would keep it,
         and the next case's candidate, another process, could not have it), and a staging region
-        above `_KEEP_REGION_BYTES` is freed; a smaller one is kept for the next case.
+        above `_KEEP_REGION_BYTES` is freed; a smaller one is kept for the next case. With
+        ``same_case`` (the next shape of the case follows, for the same candidate) every staging
+        region stays: the candidate may have it open.
         """
         self.expected = {}
         self.inputs = {}
@@ -246,9 +269,13 @@ class ReferenceSession(_Session):
         self.layouts = {}
         self.staged_key = None
         self.model = self.timing_inputs = self.last_output = None
-        if self._cuda_region is not None and self._cuda_region.nbytes > _KEEP_REGION_BYTES:
-            self._cuda_region.close()
-            self._cuda_region = None
+        if not same_case:
+            for region in self._retired:
+                region.close()
+            self._retired = []
+            if self._cuda_region is not None and self._cuda_region.nbytes > _KEEP_REGION_BYTES:
+                self._cuda_region.close()
+                self._cuda_region = None
         if self.device != "cpu":
             self.backend.release_memory(self.device)
         return {}

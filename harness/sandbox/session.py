@@ -47,9 +47,10 @@ class _Session:
         """Answered once the worker is set up (device context made): the supervisor waits for it."""
         return {}
 
-    def _load_case(self, case: dict[str, Any], module_suffix: str) -> LoadedCase:
+    def _load_case(self, case: dict[str, Any], module_suffix: str, shape: int = 0) -> LoadedCase:
         c = Case(name=case["name"], tier=case["tier"], path=Path(case["path"]))
-        return load_case(c, self.backend.name, module_name=f"_harness_case_{c.tier}_{c.name}_{module_suffix}")
+        name = f"_harness_case_{c.tier}_{c.name}_{module_suffix}"
+        return load_case(c, self.backend.name, module_name=name, shape=shape)
 
     def _inputs(self, seed: int) -> list[Any]:
         import torch
@@ -59,13 +60,20 @@ class _Session:
         with torch.device(self.device):
             return [_to_device(x, self.device) for x in self.loaded.inputs()]
 
-    def _build(self, cls: type, seed: int) -> Any:
+    def _init_inputs(self, seed: int) -> list[Any]:
+        """``get_init_inputs()`` at the current shape, drawn as `_build` draws them (same seed, device)."""
         import torch
 
         assert self.loaded is not None
         self.backend.seed(seed)
         with torch.device(self.device):
-            init = self.loaded.init_inputs()
+            return self.loaded.init_inputs()
+
+    def _build(self, cls: type, seed: int) -> Any:
+        import torch
+
+        init = self._init_inputs(seed)
+        with torch.device(self.device):
             self.backend.seed(seed)
             model = cls(*init)
         if hasattr(model, "to"):
@@ -210,6 +218,26 @@ def _same(before: list[Any], after: list[Any]) -> bool:
             return False
         nan_b, nan_a = torch.isnan(b), torch.isnan(a)
         if not (torch.equal(nan_b, nan_a) and torch.equal(b.masked_fill(nan_b, 0), a.masked_fill(nan_a, 0))):
+            return False
+    return True
+
+
+def _same_values(a: list[Any], b: list[Any]) -> bool:
+    """Whether two argument lists are equal value for value (tensors by shape, dtype and contents).
+
+    Anything that cannot be compared counts as different: the caller then rebuilds, which is safe.
+    """
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if _is_tensor(x) or _is_tensor(y):
+            if not (_is_tensor(x) and _is_tensor(y)) or x.device != y.device or not _same([x], [y]):
+                return False
+            continue
+        try:
+            if type(x) is not type(y) or bool(x != y):
+                return False
+        except Exception:  # noqa: BLE001 - e.g. a list holding tensors: ambiguous truth value
             return False
     return True
 

@@ -2,7 +2,8 @@
 
 A case is a KernelBench problem file: ``Model(nn.Module)``, ``get_inputs()``, ``get_init_inputs()``,
 optionally ``ATOL``/``RTOL``, ``SIZES`` (per-backend overrides of module-level size names),
-``BACKENDS`` (the backends it can run on) and ``get_flops()``. Cases live in ``<suite>/t<N>/<name>.py``;
+``SHAPES`` (per backend, several such overrides: `harness.suite.shapes`), ``BACKENDS`` (the backends
+it can run on) and ``get_flops()``. Cases live in ``<suite>/t<N>/<name>.py``;
 a solution for it lives in ``<solutions>/t<N>/<name>.py`` (or flat ``<solutions>/<name>.py``) and defines
 ``ModelNew`` with the same constructor arguments.
 
@@ -18,11 +19,12 @@ import re
 import sys
 import types
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput, CaseLoadError
+from harness.suite.shapes import ShapeSelector, declared_shapes
 
 TIER_PATTERN = re.compile(r"^t(\d+)$")
 BACKEND_NAMES = ("cpu", "gpu", "npu")
@@ -212,6 +214,24 @@ class LoadedCase:
     case: Case
     module: types.ModuleType
     backend: str
+    shapes: ShapeSelector | None = field(default=None, repr=False)  # set by load_case; None: one shape
+    shape: int = 0  # the shape whose sizes the module holds now
+
+    @property
+    def shape_count(self) -> int:
+        return len(self.shapes) if self.shapes is not None else 1
+
+    def select_shape(self, index: int) -> None:
+        """Give the module shape ``index``'s sizes (``SHAPES[backend][index]`` over ``SIZES[backend]``)."""
+        if not 0 <= index < self.shape_count:
+            raise CaseLoadError(f"{self.case.path}: has {self.shape_count} shape(s) on {self.backend}, not {index + 1}")
+        if self.shapes is not None:
+            self.shapes.select(index)
+        self.shape = index
+
+    def shape_sizes(self) -> dict[str, Any]:
+        """The sizes that tell the current shape apart from the others (empty for one shape)."""
+        return self.shapes.sizes(self.shape) if self.shapes is not None else {}
 
     @property
     def model_class(self) -> type:
@@ -248,14 +268,18 @@ def _call_list(path: Path, module: types.ModuleType, name: str) -> list[Any]:
     return list(value)
 
 
-def load_case(case: Case, backend: str, module_name: str | None = None) -> LoadedCase:
-    """Import a case, check the contract and apply its ``SIZES[backend]`` overrides."""
+def load_case(case: Case, backend: str, module_name: str | None = None, shape: int = 0) -> LoadedCase:
+    """Import a case, check the contract and apply its ``SIZES[backend]`` overrides, then shape ``shape``
+    of its ``SHAPES[backend]`` (the first by default; a case without SHAPES has one)."""
     module = import_file(case.path, module_name or f"_harness_case_{case.tier}_{case.name}")
     for attr in ("Model", "get_inputs", "get_init_inputs"):
         if not hasattr(module, attr):
             raise CaseLoadError(f"{case.path}: missing {attr}; a case defines Model, get_inputs, get_init_inputs")
     apply_sizes(case.path, module, backend)
-    return LoadedCase(case=case, module=module, backend=backend)
+    shapes = declared_shapes(case.path, module, backend)
+    loaded = LoadedCase(case=case, module=module, backend=backend, shapes=ShapeSelector(module, shapes))
+    loaded.select_shape(shape)
+    return loaded
 
 
 def apply_sizes(path: Path, module: types.ModuleType, backend: str) -> None:

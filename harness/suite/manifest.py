@@ -1,4 +1,5 @@
-"""The suite manifest: every case with tier, shapes, dtypes, FLOPs and bytes moved per backend size.
+"""The suite manifest: every case with tier, shapes, dtypes, FLOPs and bytes moved per backend size
+(and per shape, for a case that declares several).
 
 The roofline inputs ("% of peak" reports) come from here. Shapes are found on torch's ``meta``
 device, so even the GPU sizes cost no memory and no compute on a laptop.
@@ -12,7 +13,7 @@ from typing import Any
 
 from harness.errors import CaseLoadError
 from harness.sandbox.correctness import as_output_list
-from harness.suite.cases import BACKEND_NAMES, Case, discover, load_case
+from harness.suite.cases import BACKEND_NAMES, Case, LoadedCase, discover, load_case
 
 
 def _describe(tensors: list[Any]) -> list[dict[str, Any]]:
@@ -34,10 +35,26 @@ def _nbytes(tensors: list[Any]) -> int:
 
 
 def profile(case: Case, backend: str) -> dict[str, Any]:
-    """Shapes, dtypes, parameter bytes, FLOPs and minimum bytes moved of one case at one backend's sizes."""
+    """Shapes, dtypes, parameter bytes, FLOPs and minimum bytes moved of one case at one backend's sizes.
+
+    A case of several shapes (``SHAPES``) is described at its first shape, and under ``shapes`` at
+    every one, each with the sizes that tell it apart.
+    """
+    loaded = load_case(case, backend, module_name=f"_harness_manifest_{case.tier}_{case.name}_{backend}")
+    described = _profile_shape(loaded)
+    if loaded.shape_count > 1:
+        shapes = []
+        for index in range(loaded.shape_count):
+            loaded.select_shape(index)
+            shapes.append({"sizes": loaded.shape_sizes(), **_profile_shape(loaded)})
+        described["shapes"] = shapes
+    return described
+
+
+def _profile_shape(loaded: LoadedCase) -> dict[str, Any]:
+    """`profile` of the shape the loaded case holds now, found on the ``meta`` device."""
     import torch
 
-    loaded = load_case(case, backend, module_name=f"_harness_manifest_{case.tier}_{case.name}_{backend}")
     with torch.device("meta"):
         torch.manual_seed(0)
         inputs = loaded.inputs()
