@@ -124,5 +124,8 @@ def test_a_device_that_disappears_costs_only_its_in_flight_case_which_runs_again
     assert runner.lost_case is not None
     assert all(r.status == "pass" for r in outcome.results), [(r.name, r.reason) for r in outcome.results]
     assert by_name[runner.lost_case].device == "cpu:0"  # retried on the device that was left
+    retried = [w for w in by_name[runner.lost_case].warnings if w.startswith("retried on device cpu:0")]
+    assert retried and "reference worker on device cpu:1 was lost" in retried[0]
+    assert not any(w.startswith("retried") for r in outcome.results if r.name != runner.lost_case for w in r.warnings)
     assert {r.device for r in outcome.results} == {"cpu:0"}
     assert any("device cpu:1 was lost mid-run" in w for w in outcome.backends[0].warnings)

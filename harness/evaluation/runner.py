@@ -406,13 +406,18 @@ class Runner:
                     if attempts[-1].reference_lost and not item.retried and work.others(device):
                         # The device (or its reference) failed, not the candidate: the case goes to
                         # another device once, and this device goes on only if a fresh reference answers.
-                        work.queue.put(_Item(case, avoid=device))
+                        work.queue.put(_Item(case, avoid=device, lost=attempts[-1].reason))
                         reference = self._healthy_reference(backend, device, reference)
                         if reference is None:
                             work.lose(device, attempts[-1].reason or "its reference worker died")
                             return
                         continue
                     result = best_attempt(attempts)
+                    if item.retried:
+                        result.warnings.append(
+                            f"retried on device {device} after the reference worker on device {item.avoid} "
+                            f"was lost: {item.lost}"
+                        )
                     results.append(result)
                     self._emit(result)
                 finally:
@@ -442,6 +447,7 @@ class _Item:
 
     case: Case
     avoid: str | None = None
+    lost: str | None = None  # why the reference on ``avoid`` was lost
 
     @property
     def retried(self) -> bool:
