@@ -337,7 +337,7 @@ def test_the_guard_catches_a_harness_function_whose_code_was_swapped(monkeypatch
     found = _caught(
         Guard.capture(), monkeypatch, harness.timing.warmup_calls, "__code__", (lambda estimate_ms, config: 0).__code__
     )
-    assert found == ["harness.timing.warmup_calls"]
+    assert "harness.timing.warmup_calls" in found  # (and under every name a module imported it by)
 
 
 def test_the_guard_catches_an_instance_attribute_shadowing_a_method() -> None:

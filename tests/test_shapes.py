@@ -271,6 +271,7 @@ def test_a_malformed_shapes_fails_the_evaluation_as_a_case_error(
     case.write_text(ROWSUM_CASE.replace('{"batch_size": 17, "dim": 1000}', '{"rows": 17}'))
     proc = run_harness("eval", str(case), str(write_candidate("good", GOOD)), "--json", *FAST_ARGS)
     result = json.loads(proc.stdout)["result"]
-    assert proc.returncode == 1 and result["status"] == "error" and result["phase"] == "loading_modules"
+    assert proc.returncode == 2 and result["status"] == "error" and result["phase"] == "loading_modules"
+    assert result["case_error"] is True  # the case file is at fault: bad input, not the candidate's error
     assert result["reason"].startswith("reference case failed: ") and str(case) in result["reason"]
     assert "SHAPES['cpu'][1] overrides undefined name(s) ['rows']" in result["reason"]

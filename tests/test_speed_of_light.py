@@ -12,6 +12,7 @@ import pytest
 from harness.analysis import speed_of_light as sol
 from harness.analysis.speed_of_light import TOO_FAST, SpeedOfLight, assess, too_fast
 from harness.analysis.static_flags import Flag
+from harness.backends import peaks as peak_table
 from harness.backends.peaks import DATASHEET_MARGIN, DevicePeaks, dtype_class, known_peaks, peaks_for
 from harness.render.html import render_html
 from harness.render.markdown import render_markdown
@@ -132,9 +133,9 @@ def test_peaks_for_prefers_the_datasheet_then_a_stored_measurement(tmp_path: Pat
     assert peaks is not None and peaks.source.startswith("datasheet")
     assert peaks_for({"backend": "gpu", "device_name": "Tesla V100"}, store) is None
     measured = DevicePeaks("Tesla V100", 800.0, {"fp32": 14.0}, 6 << 20, "measured on here", 4.0, True)
-    sol.store_measured(measured, store)
+    peak_table.store_measured(measured, store)
     assert peaks_for({"backend": "gpu", "device_name": "Tesla V100"}, store) == measured
-    assert sol.load_measured("Tesla V100", store) == measured
+    assert peak_table.load_measured("Tesla V100", store) == measured
     assert peaks_for({"backend": "npu", "device_name": "Ascend910B2", "simulated": True}, store) is not None
 
 
@@ -142,14 +143,14 @@ def test_the_last_level_cache_size_comes_from_sysfs(tmp_path: Path) -> None:
     for index, size in enumerate(("32K", "512K", "32768K")):
         (tmp_path / f"index{index}").mkdir()
         (tmp_path / f"index{index}" / "size").write_text(size + "\n")
-    assert sol.cpu_cache_bytes(tmp_path) == 32 << 20
-    assert sol.cpu_cache_bytes(tmp_path / "missing") is None
+    assert peak_table.cpu_cache_bytes(tmp_path) == 32 << 20
+    assert peak_table.cpu_cache_bytes(tmp_path / "missing") is None
 
 
 def test_measuring_peaks_gives_positive_figures_for_this_cpu() -> None:
     pytest.importorskip("torch")
-    peaks = sol.measure_peaks("cpu", copy_bytes=1 << 20, matmul_n=64, repeats=1)
-    assert peaks.measured and peaks.margin == sol.MEASURED_MARGIN
+    peaks = peak_table.measure_peaks("cpu", copy_bytes=1 << 20, matmul_n=64, repeats=1)
+    assert peaks.measured and peaks.margin == peak_table.MEASURED_MARGIN
     assert peaks.memory_gbps is not None and peaks.memory_gbps > 0 and peaks.tflops["fp32"] > 0
 
 
@@ -203,14 +204,14 @@ def test_reports_show_fractions_of_peak_flags_and_a_roofline() -> None:
 def test_a_cpu_without_stored_peaks_is_measured_in_passing_with_the_widest_margin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken = DevicePeaks("AMD EPYC", 20.0, {"fp32": 0.1}, 32 << 20, "measured", sol.MEASURED_MARGIN, True)
-    monkeypatch.setattr(sol, "measure_peaks", lambda device, repeats=5: taken)
-    monkeypatch.setattr(sol, "cpu_model", lambda: "AMD EPYC")
+    taken = DevicePeaks("AMD EPYC", 20.0, {"fp32": 0.1}, 32 << 20, "measured", peak_table.MEASURED_MARGIN, True)
+    monkeypatch.setattr(peak_table, "measure_peaks", lambda device, repeats=5: taken)
+    monkeypatch.setattr(peak_table, "cpu_model", lambda: "AMD EPYC")
     monkeypatch.setenv("HARNESS_PEAKS_FILE", str(tmp_path / "none.json"))
-    sol.cpu_peaks.cache_clear()
+    peak_table.cpu_peaks.cache_clear()
     try:
         peaks = peaks_for({"backend": "cpu", "device_name": "AMD EPYC"})
-        assert peaks is not None and peaks.margin == sol.IN_PASSING_MARGIN and "(in passing)" in peaks.source
+        assert peaks is not None and peaks.margin == peak_table.IN_PASSING_MARGIN and "(in passing)" in peaks.source
         assert peaks_for({"backend": "cpu", "device_name": "AMD EPYC"}) is peaks  # once per process
     finally:
-        sol.cpu_peaks.cache_clear()
+        peak_table.cpu_peaks.cache_clear()

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import harness.containers as c
+from harness.containers import engine
 
 pytestmark = pytest.mark.container
 
@@ -297,7 +298,7 @@ def test_removed_on_keyboard_interrupt(client: Any, monkeypatch: pytest.MonkeyPa
         seen.append(container.id)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(c, "_wait", interrupted_wait)
+    monkeypatch.setattr(engine, "_wait", interrupted_wait)
     with pytest.raises(KeyboardInterrupt):
         c.run_container(IMAGE, ["-c", "import time; time.sleep(60)"], entrypoint=["python"], client=client)
     assert seen
