@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A shell without job control starts background commands with SIGINT ignored (`cmd &`, nohup), and
+# an ignored signal stays ignored in every child: the tests that press Ctrl-C on a harness process
+# would then wait for nothing. Handled signals are reset to the default in children, so this fixes it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SCALE_CASE = '''
 """Scales a vector by two: a tiny test case."""
