@@ -266,7 +266,7 @@ def test_unstable_timing_is_marked_in_the_table_and_counted_in_the_summary_line(
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if "case_0" in line]
     assert len(rows) == 3 and all("unstable" in row for row in rows)
-    assert "unstable timing (CV > 10%) 3" in proc.stdout
+    assert "unstable timing (spread > 10%) 3" in proc.stdout
 
 
 # --- help texts and the exit-code table -------------------------------------------------------------------

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from harness.analysis.compare import VERDICTS, compare_runs, parse_fail_on
-from harness.analysis.statistics import holm, relative_log_times, robust_cv, shift_test
+from harness.analysis.statistics import holm, relative_log_times, shift_test
+from harness.timing import robust_cv
 from tests.analysis_support import REAL_A, REAL_B, make_run, stock_validate, write_json
 from tests.conftest import load_json, run_harness
 

@@ -191,3 +191,21 @@ def test_validate_deep_recomputes_the_figures_and_catches_an_edited_one(
     empty.mkdir()
     proc = run_harness("validate", str(empty))
     assert proc.returncode == 2 and "no *.json artifact" in proc.stderr
+
+
+def test_validate_deep_judges_stability_by_the_rule_of_the_file_it_reads() -> None:
+    from harness.artifacts.recheck import recheck_case
+    from harness.timing import STABLE_CV
+    from tests.analysis_support import make_run
+
+    case = make_run(1, cv=0.12)["cases"][0]
+    assert recheck_case(case) == []
+    series = case["timing"]["solution"]
+    series["stable"] = not series["stable"]  # forged
+    assert any("solution stable is" in p for p in recheck_case(case))
+    # a file from before schema 1.2 has no spread: its `stable` was judged on the plain CV
+    for side in ("reference", "solution"):
+        old = case["timing"][side]
+        del old["spread"]
+        old["stable"] = old["cv"] <= STABLE_CV
+    assert recheck_case(case) == []

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.timing import STABLE_CV, TimingConfig, TimingStats, for_backend, plan_repetitions, warmup_calls
+from harness.timing import (
+    STABLE_CV,
+    TimingConfig,
+    TimingStats,
+    for_backend,
+    plan_repetitions,
+    robust_cv,
+    warmup_calls,
+)
 
 # --- plan_repetitions -------------------------------------------------------------------------------
 
@@ -179,3 +187,18 @@ def test_stats_read_from_json_are_recomputed_from_the_samples() -> None:
     stats = TimingStats.from_json(data)
     assert (stats.median_ms, stats.repetitions) == (2.0, 3)
     assert stats == TimingStats.from_samples([1.0, 2.0, 3.0])
+
+
+def test_a_few_descheduled_calls_lift_the_cv_but_not_the_spread_that_stability_is_judged_on() -> None:
+    samples = [1.0 + 0.01 * (i % 5) for i in range(49)] + [10.0]  # one call in fifty lost its core
+    stats = TimingStats.from_samples(samples)
+    assert stats.cv > STABLE_CV  # the plain CV, still recorded, is dominated by the one outlier
+    assert stats.spread < 0.05 and stats.stable
+    assert stats.spread == pytest.approx(robust_cv(samples))
+
+
+def test_a_series_that_is_wide_all_through_is_unstable() -> None:
+    samples = [1.0, 1.3, 0.8, 1.5, 0.7, 1.2, 0.9, 1.4] * 4
+    stats = TimingStats.from_samples(samples)
+    assert stats.spread > STABLE_CV and not stats.stable
+    assert stats.to_json()["spread"] == stats.spread

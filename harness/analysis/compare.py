@@ -24,9 +24,9 @@ from harness.analysis.statistics import (
     geometric_mean,
     holm,
     relative_log_times,
-    robust_cv,
     shift_test,
 )
+from harness.timing import robust_cv
 
 VERDICTS = (
     "improved",

@@ -18,7 +18,7 @@ Why these choices (docs/compare.md has the long form):
 - Holm's step-down correction keeps the chance of any false alarm over all cases below alpha.
 - Within-run samples cannot show how much a whole run drifts (another process competing for the
   cores, a different placement in memory): a disturbed run is also a noisy one, so a series whose
-  robust CV exceeds a limit makes its case inconclusive whatever the test says (`robust_cv`).
+  robust CV exceeds a limit makes its case inconclusive whatever the test says (`harness.timing.robust_cv`).
 """
 
 from __future__ import annotations
@@ -59,18 +59,6 @@ def relative_log_times(reference_ms: Sequence[float], solution_ms: Sequence[floa
     if ref.shape == sol.shape:
         return sol - ref
     return sol - float(np.median(ref))
-
-
-def robust_cv(samples_ms: Sequence[float]) -> float:
-    """Spread of a timing series as a fraction: 1.4826 x the median absolute deviation of log times.
-
-    Equals the CV for log-normal timings, but a few outliers (an interrupt, a page fault) barely
-    move it, unlike the plain CV that the run result's ``stable`` flag uses.
-    """
-    logs = np.log(np.maximum(np.asarray(samples_ms, dtype=float), _TINY_MS))
-    if logs.size < 2:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(logs - np.median(logs))))
 
 
 def _thin(values: np.ndarray, keep: int) -> np.ndarray:

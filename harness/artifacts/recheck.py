@@ -14,9 +14,9 @@ from typing import Any
 
 from harness.results import CaseResult
 from harness.scoring import apply_score, geometric_mean, summarize
-from harness.timing import TimingStats
+from harness.timing import STABLE_CV, TimingStats
 
-_STATS = ("median_ms", "mean_ms", "min_ms", "max_ms", "iqr_ms", "stdev_ms", "cv", "stable", "repetitions")
+_STATS = ("median_ms", "mean_ms", "min_ms", "max_ms", "iqr_ms", "stdev_ms", "cv", "spread", "stable", "repetitions")
 _SUMMARY = ("cases", "evaluated", "pass_rate", "geomean_speedup", "total_weighted_score", "max_weighted_score")
 
 
@@ -36,6 +36,8 @@ def _recheck_timing(timing: dict[str, Any], status: Any, speedup: Any, name: str
             continue
         try:
             stats = TimingStats.from_samples(list(series["samples_ms"]), int(series.get("warmup_calls", 0))).to_json()
+            if "spread" not in series:  # written before schema 1.2: `stable` was judged on the plain CV
+                stats["stable"] = stats["cv"] <= STABLE_CV
         except (ValueError, TypeError, KeyError) as exc:
             problems.append(f"{name}: {side} timing: the samples cannot be summarised ({exc})")
             continue

@@ -30,7 +30,7 @@ def _timing_cells(r: CaseResult | ShapeResult) -> list[str]:
         f"{r.speedup:.2f}x" if r.speedup else "-",
         _fmt(r.reference_timing.median_ms if r.reference_timing else None, ".3f"),
         _fmt(r.solution_timing.median_ms if r.solution_timing else None, ".3f"),
-        cv_text(r),
+        spread_text(r),
         _fmt(peak_fraction(r.speed_of_light.to_json() if r.speed_of_light else None), ".0%"),
     ]
 
@@ -41,7 +41,7 @@ def results_table(results: Sequence[CaseResult], title: str = "results") -> Tabl
     columns = [("backend", "left")] if several else []
     columns += [
         ("tier", "left"), ("case", "left"), ("status", "left"), ("speedup", "right"), ("ref ms", "right"),
-        ("new ms", "right"), ("cv", "right"), ("peak", "right"), ("score", "right"), ("flags", "left"),
+        ("new ms", "right"), ("spread", "right"), ("peak", "right"), ("score", "right"), ("flags", "left"),
         ("reason", "left"),
     ]  # fmt: skip
     for column, justify in columns:
@@ -79,13 +79,13 @@ def status_text(r: CaseResult) -> str:
     return f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
 
 
-def cv_text(r: CaseResult | ShapeResult) -> str:
-    """The larger CV of the two timing series, marked when it is above the stability threshold."""
+def spread_text(r: CaseResult | ShapeResult) -> str:
+    """The larger spread (robust CV) of the two timing series, marked when above the stability threshold."""
     series = [t for t in (r.reference_timing, r.solution_timing) if t is not None]
     if not series:
         return "-"
-    worst = max(series, key=lambda t: t.cv)
-    return f"[yellow]{worst.cv:.1%} unstable[/]" if r.unstable else f"{worst.cv:.1%}"
+    worst = max(series, key=lambda t: t.spread)
+    return f"[yellow]{worst.spread:.1%} unstable[/]" if r.unstable else f"{worst.spread:.1%}"
 
 
 def summary_lines(payload: dict[str, Any]) -> list[str]:
@@ -98,7 +98,7 @@ def summary_lines(payload: dict[str, Any]) -> list[str]:
     lines = [
         f"cases: {s['cases']} (pass {st['pass']}, fail {st['fail']}, error {st['error'] - broken}, "
         f"timeout {st['timeout']}, skipped {st['skipped']}, broken case {broken}); "
-        f"pass rate {_fmt(s['pass_rate'], '.0%')}; unstable timing (CV > {STABLE_CV:.0%}) {unstable}",
+        f"pass rate {_fmt(s['pass_rate'], '.0%')}; unstable timing (spread > {STABLE_CV:.0%}) {unstable}",
         f"weighted score {s['total_weighted_score']:.1f} / {s.get('max_weighted_score', 0):.1f}; "
         f"geomean speedup {_fmt(geo, '.3f')}x; fast_1 {_fmt(s['fast_p'].get('1'), '.0%')}, "
         f"fast_1.5 {_fmt(s['fast_p'].get('1.5'), '.0%')}, fast_2 {_fmt(s['fast_p'].get('2'), '.0%')}",
@@ -131,14 +131,14 @@ def case_panel(result: CaseResult) -> Panel:
     if result.reference_timing and result.solution_timing:
         ref, sol = result.reference_timing, result.solution_timing
         lines.append(
-            f"reference {ref.median_ms:.4f} ms (IQR {ref.iqr_ms:.4f}, cv {ref.cv:.1%}); "
-            f"candidate {sol.median_ms:.4f} ms (IQR {sol.iqr_ms:.4f}, cv {sol.cv:.1%}); n={sol.repetitions}"
+            f"reference {ref.median_ms:.4f} ms (IQR {ref.iqr_ms:.4f}, spread {ref.spread:.1%}); "
+            f"candidate {sol.median_ms:.4f} ms (IQR {sol.iqr_ms:.4f}, spread {sol.spread:.1%}); n={sol.repetitions}"
         )
     for shape in result.shapes:
         shape_ref, shape_sol = shape.reference_timing, shape.solution_timing
         timing = (
             f"reference {shape_ref.median_ms:.4f} ms, candidate {shape_sol.median_ms:.4f} ms "
-            f"(cv {shape_sol.cv:.1%}, n={shape_sol.repetitions})"
+            f"(spread {shape_sol.spread:.1%}, n={shape_sol.repetitions})"
             if shape_ref and shape_sol
             else (shape.reason or "")
         )
@@ -146,7 +146,9 @@ def case_panel(result: CaseResult) -> Panel:
         label = escape(shape_label(shape.index, len(result.shapes), shape.sizes))
         lines.append(f"{label}: {shape.status}; {speed}{escape(timing)}")
     if result.unstable:
-        lines.append(f"[yellow]unstable timing[/]: a CV above {STABLE_CV:.0%}; the speedup is noisy, run again")
+        lines.append(
+            f"[yellow]unstable timing[/]: a spread (robust CV) above {STABLE_CV:.0%}; the speedup is noisy, run again"
+        )
     if result.speedup:
         mean = f" (geometric mean over {len(result.shapes)} shapes)" if result.shapes else ""
         lines.append(

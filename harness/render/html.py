@@ -175,7 +175,7 @@ def run_html(payload: dict[str, Any]) -> str:
                 (_num(c.get("speedup"), ".2f", "×"), "n"),
                 (_num(ref["median_ms"] if ref else None, ".4g"), "n"),
                 (_num(sol["median_ms"] if sol else None, ".4g"), "n"),
-                (_num(sol["cv"] if sol else None, ".0%"), "n"),
+                (_num(sol.get("spread", sol["cv"]) if sol else None, ".0%"), "n"),
                 (_num(achieved.get("gbps"), ".4g"), "n"),
                 (_num(achieved.get("tflops"), ".3g"), "n"),
                 (_num(peak_fraction(c.get("speed_of_light")), ".0%"), "n"),
@@ -190,7 +190,7 @@ def run_html(payload: dict[str, Any]) -> str:
                 (escape((c.get("reason") or "")[:400]) if c["status"] != "pass" else "", "reason"),
             ]
         )
-    header = ["case", "status", "speedup", "ref ms", "new ms", "cv", "GB/s", "TFLOP/s", "% of peak", "score"]
+    header = ["case", "status", "speedup", "ref ms", "new ms", "spread", "GB/s", "TFLOP/s", "% of peak", "score"]
     sections += ["<h2>Cases</h2>", _table([*header, "flags", "reason"], rows)]
     shape_lines = shape_rows(list(cases))
     if shape_lines:

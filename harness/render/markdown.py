@@ -32,8 +32,10 @@ def _num(value: float | None, spec: str, suffix: str = "") -> str:
 
 
 def _unstable(case: dict[str, Any]) -> bool:
-    timing = case.get("timing") or {}
-    return any(t is not None and t.get("stable") is False for t in (timing.get("reference"), timing.get("solution")))
+    """Whether a timing series of the case, or of one of its shapes, is marked unstable."""
+    blocks = [case.get("timing") or {}] + [s.get("timing") or {} for s in case.get("shapes") or []]
+    series = [t for b in blocks for t in (b.get("reference"), b.get("solution")) if t is not None]
+    return any(t.get("stable") is False for t in series)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> list[str]:
@@ -100,13 +102,13 @@ def run_markdown(payload: dict[str, Any]) -> str:
                 _num(c.get("speedup"), ".2f", "×"),
                 _num(ref["median_ms"] if ref else None, ".4g"),
                 _num(sol["median_ms"] if sol else None, ".4g"),
-                _num(sol["cv"] if sol else None, ".0%") + (" unstable" if _unstable(c) else ""),
+                _num(sol.get("spread", sol["cv"]) if sol else None, ".0%") + (" unstable" if _unstable(c) else ""),
                 _num(peak_fraction(c.get("speed_of_light")), ".0%"),
                 f"{c['weighted_score']:.1f}",
                 ", ".join(sorted({f["id"] for f in c.get("flags") or []})),
             ]
         )
-    header = ["tier", "case", "status", "speedup", "ref ms", "new ms", "cv", "% of peak", "score", "flags"]
+    header = ["tier", "case", "status", "speedup", "ref ms", "new ms", "spread", "% of peak", "score", "flags"]
     out += ["", "### Cases", ""]
     out += _fold(f"All {len(cases)} cases", table(header, case_rows, (3, 4, 5, 6, 7, 8)), len(case_rows))
     shape_lines = shape_rows(cases)

@@ -45,7 +45,7 @@ def fmt_speedup(side: dict[str, Any] | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-SHAPE_HEADER = ("case", "shape", "sizes", "status", "speedup", "ref ms", "new ms", "cv")
+SHAPE_HEADER = ("case", "shape", "sizes", "status", "speedup", "ref ms", "new ms", "spread")
 
 
 def shape_rows(cases: list[dict[str, Any]]) -> list[list[str]]:
@@ -68,7 +68,7 @@ def shape_rows(cases: list[dict[str, Any]]) -> list[list[str]]:
                     "-" if speedup is None else f"{speedup:.2f}x",
                     "-" if ref.get("median_ms") is None else f"{ref['median_ms']:.4g}",
                     "-" if sol.get("median_ms") is None else f"{sol['median_ms']:.4g}",
-                    "-" if sol.get("cv") is None else f"{sol['cv']:.0%}",
+                    "-" if sol.get("cv") is None else f"{sol.get('spread', sol['cv']):.0%}",
                 ]
             )
     return rows
