@@ -117,3 +117,26 @@ def test_merge_refuses_parts_of_different_configurations(tmp_path: Path) -> None
     proc = run_harness("merge", str(tmp_path / "a" / "result.json"), str(tmp_path / "c.json"), "--out",
                        str(tmp_path / "m.json"))  # fmt: skip
     assert proc.returncode == 2 and "different harness versions" in proc.stderr
+
+
+def test_a_shard_whose_part_has_nothing_to_evaluate_still_writes_its_part(tmp_path: Path) -> None:
+    suite, solutions = _suite(tmp_path)
+    for i in (1, 2, 3):
+        (solutions / "t1" / f"scale{i}.py").unlink()  # only scale0 has a candidate
+    common = ["run", "--suite", str(suite), "--solutions", str(solutions), "--quiet", *SEED]
+    parts, codes = [], []
+    for i in (1, 2):
+        out = tmp_path / f"shard{i}"
+        proc = run_harness(*common, "--shard", f"{i}/2", "--out", str(out))
+        codes.append(proc.returncode)
+        parts.append(str(out / "result.json"))
+        assert proc.returncode == 0, proc.stderr  # a part of skipped cases is not a run of nothing
+    merged = tmp_path / "merged.json"
+    assert run_harness("merge", *parts, "--out", str(merged)).returncode == 0
+    payload = json.loads(merged.read_text())
+    assert payload["complete"] is True and payload["summary"]["statuses"]["pass"] == 1
+    assert payload["summary"]["statuses"]["skipped"] == 3
+    # the whole selection with nothing to evaluate is still refused, shard or not
+    (solutions / "t1" / "scale0.py").unlink()
+    proc = run_harness(*common, "--shard", "1/2", "--out", str(tmp_path / "none"))
+    assert proc.returncode == 2 and "nothing to evaluate" in proc.stderr

@@ -244,16 +244,18 @@ def plan_run(options: RunOptions) -> RunPlan:
     cases = discover(options.suite, options.tiers, options.names, options.keyword)
     if not cases:
         raise BadInput(f"no case in {options.suite} matches the filters given")
-    if options.shard:
-        from harness.suite.shards import select_shard
-
-        cases = select_shard(cases, options.shard, options.suite, options.backend)
     devices = [d.strip() for d in options.devices.split(",")] if options.devices else None
     selected = None
     if options.executor != "ray":  # the backend and devices are checked before anything is written
         selected = select_backends(backends, devices, strict=options.backend != "all")
     warnings = unmatched_solutions(options.solutions, options.suite)
+    # Judged on the whole selection: a shard whose part happens to hold only skipped cases still
+    # writes its (empty) part, so that the merge of all parts is the whole run.
     nothing = None if options.resume else nothing_to_evaluate(options, cases, selected)
+    if options.shard:
+        from harness.suite.shards import select_shard
+
+        cases = select_shard(cases, options.shard, options.suite, options.backend)
     return RunPlan(
         options=options,
         out=out,
