@@ -100,6 +100,14 @@ def test_correctness_transitions_new_and_missing_cases_get_their_own_verdicts() 
     assert found["case_07"] == "missing"
 
 
+def test_a_case_file_broken_in_the_candidate_run_is_broken_and_says_the_case_is_at_fault() -> None:
+    new = make_run(4, seed=66, statuses={1: ("error", "loading_modules", "reference case failed: no get_inputs")})
+    new["cases"][1]["case_error"] = True
+    found = {c.name: c for c in compare_runs(make_run(4, seed=67), new).cases}
+    assert found["case_01"].verdict == "broken" and found["case_01"].why.startswith("broken case, the case file")
+    assert not found["case_02"].why.startswith("broken case")
+
+
 def test_a_case_failing_in_both_runs_is_not_reported_as_broken() -> None:
     fail = {3: ("fail", "correctness_check", "trial 0: values differ")}
     found = verdicts(compare_runs(make_run(6, seed=62, statuses=fail), make_run(6, seed=63, statuses=fail)))

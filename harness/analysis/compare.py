@@ -290,7 +290,9 @@ def _classify(
         )
     was_ok, is_ok = b["status"] == "pass", c["status"] == "pass"
     if was_ok and not is_ok:
-        return made("broken", f"{c['status']} now ({c['phase']}): {c['reason']}")
+        # A case file that no longer loads breaks the run as surely as a wrong kernel; the line says whose fault.
+        culprit = "broken case, the case file is at fault: " if (new or {}).get("case_error") else ""
+        return made("broken", f"{culprit}{c['status']} now ({c['phase']}): {c['reason']}")
     if is_ok and not was_ok:
         return made("fixed", f"passes now; was {b['status']}: {b['reason']}")
     if not is_ok:
