@@ -120,6 +120,15 @@ def _attempt(turn: int, status: str = "fail", reward_: float = 0.0, endpoint: bo
     )  # fmt: skip
 
 
+def test_a_broken_case_ends_the_conversation_whatever_turns_are_left() -> None:
+    from harness.results import CaseResult
+
+    broken = _attempt(1, "error")
+    broken.result = CaseResult(name="c", tier="t1", backend="cpu", status="error", case_error=True)
+    assert StopRule(turns=5).reason([broken]) == "broken_case"
+    assert StopRule(turns=5).reason([_attempt(1, "error")]) is None  # the candidate's own error: go on
+
+
 def test_stop_rules_turns_until_correct_and_patience() -> None:
     assert StopRule(turns=2).reason([_attempt(1)]) is None
     assert StopRule(turns=2).reason([_attempt(1), _attempt(2)]) == "max_turns"

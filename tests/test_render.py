@@ -88,6 +88,16 @@ def test_run_html_is_self_contained_with_three_plots() -> None:
     assert "max abs error 0.5 | beyond atol" in page  # reason shown, html-escaped where needed
 
 
+def test_reports_tell_a_broken_case_from_a_candidate_error() -> None:
+    run = make_run(6, seed=2, statuses={2: ("error", "loading_modules", "reference case failed: no get_inputs")})
+    run["cases"][2]["case_error"] = True
+    run["summary"]["broken_cases"] = 1
+    page = render_html(run)
+    assert "broken cases" in page and "broken case</td>" in page
+    assert "0 / 0 / 0" in page  # the card's errors are the candidates' only
+    assert "broken case" in render_markdown(run)
+
+
 def test_comparison_html_plots_the_change_per_case_with_intervals() -> None:
     page = render_html(comparison())
     assert_self_contained(page)

@@ -1,4 +1,5 @@
-"""When a conversation ends: turns used up, a correct candidate (``--until correct``), or no progress.
+"""When a conversation ends: turns used up, a correct candidate (``--until correct``), no progress,
+or a broken case (the case file, not the candidate, failed: no answer of the model can fix it).
 
 The rule is a function of the answered attempts alone, so a resumed run decides exactly as the
 interrupted one would have: a conversation that was finished stays finished and asks for nothing.
@@ -25,8 +26,10 @@ class StopRule:
             raise ValueError(f"bad stop rule: turns={self.turns}, until={self.until!r}, patience={self.patience}")
 
     def reason(self, attempts: Sequence[Attempt]) -> str | None:
-        """Why the conversation with these attempts is over (solved, patience, max_turns), or None."""
+        """Why the conversation with these attempts is over (broken_case, solved, patience, max_turns), or None."""
         answered = sorted((a for a in attempts if a.answered), key=lambda a: a.turn)
+        if any(a.result is not None and a.result.case_error for a in answered):
+            return "broken_case"
         if self.until == "correct" and any(a.correct for a in answered):
             return "solved"
         if self.patience is not None and _turns_without_gain(answered) >= self.patience:

@@ -100,6 +100,7 @@ def run_html(payload: dict[str, Any]) -> str:
     """Summary cards, plots (speedup per case, per tier, distribution), tier and case tables, failures."""
     s, cases = payload["summary"], payload["cases"]
     st = s["statuses"]
+    broken = s.get("broken_cases", sum(1 for c in cases if c.get("case_error")))  # not the candidates' errors
     several = len({c["backend"] for c in cases}) > 1
     label = lambda c: f"{c['backend']}/" * several + f"{c['tier']}/{c['name']}"  # noqa: E731
     sections = [
@@ -111,8 +112,9 @@ def run_html(payload: dict[str, Any]) -> str:
                 ("weighted score", f"{s['total_weighted_score']:.1f} / {s.get('max_weighted_score', 0):.0f}"),
                 (
                     "fail / error / timeout",
-                    f"{st.get('fail', 0)} / {st.get('error', 0)} / {st.get('timeout', 0)}",
+                    f"{st.get('fail', 0)} / {st.get('error', 0) - broken} / {st.get('timeout', 0)}",
                 ),
+                *([("broken cases", str(broken))] if broken else []),
                 ("fast_1", _num(s["fast_p"].get("1"), ".0%")),
             ]
         )
@@ -126,7 +128,7 @@ def run_html(payload: dict[str, Any]) -> str:
             (FASTER if (c.get("speedup") or 0) >= 1 else SLOWER)
             if c["status"] == "pass"
             else STATUS_COLOR.get(c["status"], NEUTRAL),
-            "" if c["status"] == "pass" else c["status"],
+            "" if c["status"] == "pass" else ("broken case" if c.get("case_error") else c["status"]),
         )
         for c in cases
     ]
@@ -171,7 +173,7 @@ def run_html(payload: dict[str, Any]) -> str:
         rows.append(
             [
                 (escape(label(c)), ""),
-                (escape(c["status"]), c["status"]),
+                (escape("broken case" if c.get("case_error") else c["status"]), c["status"]),
                 (_num(c.get("speedup"), ".2f", "×"), "n"),
                 (_num(ref["median_ms"] if ref else None, ".4g"), "n"),
                 (_num(sol["median_ms"] if sol else None, ".4g"), "n"),
