@@ -146,6 +146,13 @@ def test_a_plain_kernelbench_file_has_one_shape(suite: Path) -> None:
     assert (loaded.shape_count, loaded.shape_sizes()) == (1, {})
 
 
+def test_list_counts_the_shapes_of_each_backend_without_importing_the_case(shaped_suite: Path) -> None:
+    (shaped_suite / "t1" / "scale.py").write_text(SCALE_CASE)  # no SHAPES: one shape everywhere
+    rows = json.loads(run_harness("list", "--suite", str(shaped_suite), "--json").stdout)
+    counts = {r["name"]: r["shapes"] for r in rows}
+    assert counts["rowsum"]["cpu"] == 2 and set(counts["scale"].values()) == {1}
+
+
 def test_later_shapes_draw_their_own_inputs_from_the_same_model_seed(shaped_suite: Path) -> None:
     task = Task(case_from_file(shaped_suite / "t1" / "rowsum.py"), None, "cpu")
     first, second = seeds_for(7, task, 3), seeds_for(7, task, 3, shape=1)

@@ -44,6 +44,7 @@ def list_cmd(
             "backends": list(c.backends),
             "skip_reason": c.skip_reason(backend) if backend else None,
             "summary": c.summary,
+            "shapes": {b: c.shape_counts.get(b, 1) for b in c.backends},
         }
         for c in cases
     ]
@@ -54,13 +55,15 @@ def list_cmd(
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} case(s) in {suite}")
-    for column in ("tier", "case", "backends", "summary"):
+    for column in ("tier", "case", "backends", "shapes", "summary"):
         table.add_column(column)
     for row in rows:
         summary = escape(row["summary"])
         if row["skip_reason"]:
             summary = f"[yellow]skipped: {escape(row['skip_reason'])}[/]"
-        table.add_row(row["tier"], row["name"], ",".join(row["backends"]), summary)
+        counts = row["shapes"]
+        shapes = str(counts.get(backend, 1)) if backend else ",".join(sorted({str(n) for n in counts.values()}))
+        table.add_row(row["tier"], row["name"], ",".join(row["backends"]), shapes, summary)
     console().print(table)
 
 

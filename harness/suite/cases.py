@@ -13,6 +13,7 @@ Discovery reads files as text (AST) and never imports torch, so ``harness list``
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import re
@@ -45,6 +46,8 @@ class Case:
     path: Path
     backends: tuple[str, ...] = BACKEND_NAMES
     summary: str = ""
+    # shapes per backend as a literal SHAPES declares them (for `harness list`; load_case checks them)
+    shape_counts: dict[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def tier_number(self) -> int:
@@ -64,8 +67,9 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _static_facts(path: Path) -> tuple[tuple[str, ...], str]:
-    """Backends a case supports and the first line of its docstring, read without importing it."""
+def _static_facts(path: Path) -> tuple[tuple[str, ...], str, dict[str, int]]:
+    """Backends a case supports, the first line of its docstring and its shape counts per backend
+    (from a literal ``SHAPES``; empty when it has none or builds it), read without importing it."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except SyntaxError as exc:
@@ -73,7 +77,13 @@ def _static_facts(path: Path) -> tuple[tuple[str, ...], str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseLoadError(f"{path}: cannot read case file: {exc}") from exc
     backends: set[str] = set(BACKEND_NAMES)
+    shape_counts: dict[str, int] = {}
     for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "SHAPES" for t in node.targets):
+            with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                shapes = ast.literal_eval(node.value)
+                if isinstance(shapes, dict):
+                    shape_counts = {str(b): len(v) for b, v in shapes.items() if isinstance(v, (list, tuple))}
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name.split(".")[0] for alias in node.names]
@@ -98,7 +108,7 @@ def _static_facts(path: Path) -> tuple[tuple[str, ...], str]:
             backends &= set(declared)
     doc = ast.get_docstring(tree) or ""
     summary = doc.strip().splitlines()[0] if doc.strip() else ""
-    return tuple(b for b in BACKEND_NAMES if b in backends), summary
+    return tuple(b for b in BACKEND_NAMES if b in backends), summary, shape_counts
 
 
 def discover(
@@ -136,8 +146,10 @@ def discover(
                 raise BadInput(
                     f"duplicate case name {name!r}: {found[name].path} and {path}; rename one of them"
                 )
-            backends, summary = _static_facts(path)
-            found[name] = Case(name=name, tier=tier_dir.name, path=path, backends=backends, summary=summary)
+            backends, summary, shape_counts = _static_facts(path)
+            found[name] = Case(
+                name=name, tier=tier_dir.name, path=path, backends=backends, summary=summary, shape_counts=shape_counts
+            )
     cases = list(found.values())
     if names:
         missing = [n for n in names if n not in found]
@@ -155,8 +167,8 @@ def case_from_file(path: Path) -> Case:
     if not path.is_file():
         raise BadInput(f"case file {path} does not exist")
     tier = path.parent.name if TIER_PATTERN.match(path.parent.name) else "t1"
-    backends, summary = _static_facts(path)
-    return Case(name=path.stem, tier=tier, path=path, backends=backends, summary=summary)
+    backends, summary, shape_counts = _static_facts(path)
+    return Case(name=path.stem, tier=tier, path=path, backends=backends, summary=summary, shape_counts=shape_counts)
 
 
 def solution_paths(solutions: Path, case: Case) -> list[Path]:
