@@ -282,3 +282,36 @@ def test_a_malformed_shapes_fails_the_evaluation_as_a_case_error(
     assert result["case_error"] is True  # the case file is at fault: bad input, not the candidate's error
     assert result["reason"].startswith("reference case failed: ") and str(case) in result["reason"]
     assert "SHAPES['cpu'][1] overrides undefined name(s) ['rows']" in result["reason"]
+
+
+class _FakeWorker:
+    """Answers warm-up and timing requests with fixed figures: enough to drive one shape's timing."""
+
+    def freeze(self) -> None: ...
+
+    def thaw(self) -> None: ...
+
+    def call(self, method: str, timeout: float, **kw: object) -> dict[str, object]:
+        if method == "warmup":
+            return {"estimate_ms": 1.0}
+        return {"samples_ms": [1.0] * int(kw["repetitions"])}  # type: ignore[call-overload]
+
+
+def test_a_timer_note_of_a_later_shape_says_which_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.backends import get_backend
+    from harness.evaluation import shape_pass
+    from harness.results import CaseResult, ShapeResult
+    from harness.timing import TimingConfig
+
+    backend = get_backend("cpu")
+    plain = backend.finish_rounds
+    monkeypatch.setattr(
+        type(backend), "finish_rounds", lambda self, rounds, cal, n: (plain(rounds, cal, n)[0], ["a note"])
+    )
+    result = CaseResult(name="rowsum", tier="t1", backend="cpu", status="error")
+    timing = TimingConfig(budget_ms=1.0, rounds=2, min_repetitions=2)
+    worker = _FakeWorker()
+    shape_pass._measure(result, ShapeResult(index=1), timing, worker, worker, False, lambda: 60.0, None, "x",
+                        "shape 2 of 3: ")  # type: ignore[arg-type]  # fmt: skip
+    assert "shape 2 of 3: reference timing: a note" in result.warnings
+    assert "shape 2 of 3: candidate timing: a note" in result.warnings

@@ -107,7 +107,8 @@ def run_shape(
         shape.status, shape.reason = "fail", failure
         return
     dump = f"{result.backend}-{result.name}-{result.attempt}" + (f"-shape{shape.index + 1}" if p.shapes > 1 else "")
-    problem = _measure(result, shape, p.timing, reference, candidate, p.flush_cache, left, base, dump)
+    where = f"shape {shape.index + 1} of {p.shapes}: " if p.shapes > 1 else ""  # labels the timers' notes
+    problem = _measure(result, shape, p.timing, reference, candidate, p.flush_cache, left, base, dump, where)
     problem = problem or _speed_of_light(shape, meta, p.device_env)
     if problem:
         shape.status, shape.reason = "error", problem
@@ -258,6 +259,7 @@ def _measure(
     left: Callable[[], float],
     base: BaselineReply | None,
     dump_name: str,
+    where: str = "",
 ) -> str | None:
     """Warm both up, then alternate reference and candidate rounds; fills the shape's timing fields
     (the case result gets the phase reached and the timers' notes).
@@ -314,8 +316,8 @@ def _measure(
     shape.reference_timing = TimingStats.from_samples(ref_samples, warm)
     shape.solution_timing = TimingStats.from_samples(cand_samples, warm)
     shape.timed_time_s = (sum(ref_samples) + sum(cand_samples)) / 1000.0
-    result.warnings += [f"reference timing: {n[:500]}" for n in ref_notes[:20]]
-    result.warnings += [f"candidate timing: {n[:500]}" for n in cand_notes[:20]]
+    result.warnings += [f"{where}reference timing: {n[:500]}" for n in ref_notes[:20]]
+    result.warnings += [f"{where}candidate timing: {n[:500]}" for n in cand_notes[:20]]
     _dump_raw_timing(dump_name, base, ref_raw, cand_raw)
     return (_disturbance(backend, base, ref_samples) if base else None) or timer_inconsistency(
         list(zip(ref_rounds, ref_walls, strict=True)), list(zip(cand_rounds, cand_walls, strict=True))
